@@ -1,0 +1,1030 @@
+//! TLS trust per host:port and classification of TLS failures.
+//!
+//! Owns the [`HostConfigSource`] seam (today [`TrustConfig`]: system roots, `--ca-file` files and a
+//! Docker certs.d-style `--hosts-dir`; later containerd hosts.toml, reload and mirrors plug in
+//! behind the same trait), building one rustls `ClientConfig` (ring provider, ALPN h2 + http/1.1)
+//! per host:port, and turning a failed handshake into a [`TlsFailure`] that names the host, its
+//! role, the class of failure, the trust sources consulted and the fix.
+//!
+//! Rules it must never break: a CA configured for host A never enters the root store of host B;
+//! a client certificate is presented only to the host:port whose folder holds it; trust is never
+//! inferred (no TOFU, no downloading CAs, no DNS-derived decisions); a TLS failure is final (this
+//! module gives callers nothing to "retry over http" with). The certificate verifier is rustls'
+//! own WebPKI verifier; the wrapper here only records what the server presented when verification
+//! fails, so the error can say "expired on ...", "self-signed leaf" or "no intermediates sent".
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
+
+use crate::error::{RegistryError, Role};
+use crate::origin::HostPort;
+
+/// Where the system roots came from (for messages).
+#[derive(Clone, Debug)]
+pub enum SystemRoots {
+    /// Loaded from the OS store / `SSL_CERT_FILE` / `SSL_CERT_DIR`.
+    Native(usize),
+    /// The OS store was empty; the bundled Mozilla roots (webpki-roots) are used.
+    WebpkiBundle(usize),
+    /// System roots disabled by configuration.
+    Disabled,
+}
+
+impl fmt::Display for SystemRoots {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SystemRoots::Native(n) => write!(
+                f,
+                "system roots ({n} certificates from the OS store, SSL_CERT_FILE or SSL_CERT_DIR)"
+            ),
+            SystemRoots::WebpkiBundle(n) => write!(
+                f,
+                "bundled webpki roots ({n} certificates; the OS store had none)"
+            ),
+            SystemRoots::Disabled => write!(f, "system roots disabled"),
+        }
+    }
+}
+
+/// A client certificate and key for one host (mTLS). Debug never shows the key.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    /// The `.cert` file.
+    pub cert_path: PathBuf,
+    /// The `.key` file.
+    pub key_path: PathBuf,
+    chain: Vec<CertificateDer<'static>>,
+    key: Arc<PrivateKeyDer<'static>>,
+}
+
+impl fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("cert_path", &self.cert_path)
+            .field("key_path", &self.key_path)
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Everything the client needs to talk to one host:port.
+#[derive(Clone, Debug, Default)]
+pub struct HostConfig {
+    /// Extra CAs for this host (system roots are added by the client), with their file.
+    pub ca_certs: Vec<(PathBuf, CertificateDer<'static>)>,
+    /// Client certificate for this host only.
+    pub client_identity: Option<ClientIdentity>,
+    /// Speak plain http to this host (explicit opt-in, exact host:port).
+    pub plain_http: bool,
+    /// Human-readable trust sources consulted for this host (paths, marked when absent).
+    pub sources: Vec<String>,
+}
+
+/// Supplies per-host configuration. Implementations must be cheap to call repeatedly; the client
+/// caches the result per host:port for its lifetime.
+pub trait HostConfigSource: Send + Sync + fmt::Debug {
+    /// The configuration for `host`.
+    fn host_config(&self, host: &HostPort) -> Result<HostConfig, RegistryError>;
+}
+
+/// Trust from flags: `--ca-file` (every host), `--hosts-dir` (certs.d layout, per host:port) and
+/// explicit plain-http hosts.
+#[derive(Clone, Debug, Default)]
+pub struct TrustConfig {
+    /// PEM (or DER) CA files trusted for every host, in addition to the system roots.
+    pub ca_files: Vec<PathBuf>,
+    /// certs.d-style directory: `DIR/HOST:PORT/*.crt` (and `DIR/HOST/` for port 443) CAs,
+    /// `*.cert` + `*.key` client pairs.
+    pub hosts_dir: Option<PathBuf>,
+    /// Hosts spoken to over plain http (exact host:port; never inferred).
+    pub plain_http: Vec<HostPort>,
+}
+
+fn config_err(msg: String) -> RegistryError {
+    RegistryError::Config(msg)
+}
+
+/// Reads certificates from a PEM file (or a single DER certificate).
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, RegistryError> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        config_err(format!(
+            "cannot read CA file {}: {e}; check the path and its permissions",
+            path.display()
+        ))
+    })?;
+    let mut out = Vec::new();
+    for item in CertificateDer::pem_slice_iter(&bytes) {
+        let cert = item.map_err(|e| {
+            config_err(format!(
+                "CA file {} is not valid PEM: {e}; it must hold -----BEGIN CERTIFICATE----- blocks",
+                path.display()
+            ))
+        })?;
+        out.push(cert);
+    }
+    if out.is_empty() {
+        if x509_parser::parse_x509_certificate(&bytes).is_ok() {
+            out.push(CertificateDer::from(bytes));
+        } else {
+            return Err(config_err(format!(
+                "CA file {} holds no certificate; it must hold PEM -----BEGIN CERTIFICATE----- blocks or one DER certificate",
+                path.display()
+            )));
+        }
+    }
+    Ok(out)
+}
+
+fn load_identity(cert_path: &Path, key_path: &Path) -> Result<ClientIdentity, RegistryError> {
+    let chain = load_certs(cert_path)?;
+    let key_bytes = std::fs::read(key_path).map_err(|e| {
+        config_err(format!(
+            "cannot read client key {}: {e}; check the path and its permissions",
+            key_path.display()
+        ))
+    })?;
+    let key = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|_| {
+        config_err(format!(
+            "client key {} holds no PEM private key (PKCS#8, PKCS#1 or SEC1) for {}",
+            key_path.display(),
+            cert_path.display()
+        ))
+    })?;
+    Ok(ClientIdentity {
+        cert_path: cert_path.to_path_buf(),
+        key_path: key_path.to_path_buf(),
+        chain,
+        key: Arc::new(key),
+    })
+}
+
+/// The certs.d folders consulted for a host: `DIR/HOST:PORT`, then `DIR/HOST` when the port is 443.
+pub fn certs_d_folders(dir: &Path, host: &HostPort) -> Vec<PathBuf> {
+    let mut v = vec![dir.join(host.to_string())];
+    if host.port() == 443 {
+        let h = if host.host().contains(':') {
+            format!("[{}]", host.host())
+        } else {
+            host.host().to_string()
+        };
+        v.push(dir.join(h));
+    }
+    v
+}
+
+fn read_certs_d(folder: &Path, hc: &mut HostConfig) -> Result<(), RegistryError> {
+    let entries = match std::fs::read_dir(folder) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            hc.sources
+                .push(format!("{}/ (not present)", folder.display()));
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(config_err(format!(
+                "cannot read trust folder {}: {e}; check its permissions",
+                folder.display()
+            )));
+        }
+    };
+    let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    names.sort();
+    let mut found = Vec::new();
+    for p in &names {
+        let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+        match ext {
+            "crt" => {
+                for c in load_certs(p)? {
+                    hc.ca_certs.push((p.clone(), c));
+                }
+                found.push(p.display().to_string());
+            }
+            "cert" => {
+                let key = p.with_extension("key");
+                if !key.exists() {
+                    return Err(config_err(format!(
+                        "missing key {} for client certificate {}. CA certificates must use the extension .crt",
+                        key.display(),
+                        p.display()
+                    )));
+                }
+                if hc.client_identity.is_none() {
+                    hc.client_identity = Some(load_identity(p, &key)?);
+                    found.push(format!("{} (client certificate)", p.display()));
+                }
+            }
+            "key" => {
+                let cert = p.with_extension("cert");
+                if !cert.exists() {
+                    return Err(config_err(format!(
+                        "missing client certificate {} for key {}",
+                        cert.display(),
+                        p.display()
+                    )));
+                }
+            }
+            _ => {}
+        }
+    }
+    if found.is_empty() {
+        hc.sources
+            .push(format!("{}/ (no .crt or .cert files)", folder.display()));
+    } else {
+        hc.sources.extend(found);
+    }
+    Ok(())
+}
+
+impl HostConfigSource for TrustConfig {
+    fn host_config(&self, host: &HostPort) -> Result<HostConfig, RegistryError> {
+        let mut hc = HostConfig {
+            plain_http: self.plain_http.contains(host),
+            ..HostConfig::default()
+        };
+        for f in &self.ca_files {
+            for c in load_certs(f)? {
+                hc.ca_certs.push((f.clone(), c));
+            }
+            hc.sources.push(format!("--ca-file {}", f.display()));
+        }
+        if let Some(dir) = &self.hosts_dir {
+            for folder in certs_d_folders(dir, host) {
+                read_certs_d(&folder, &mut hc)?;
+            }
+        }
+        Ok(hc)
+    }
+}
+
+/// Loads the system roots once: the OS store, or webpki-roots when the OS store is empty.
+pub fn load_system_roots(enabled: bool) -> (Arc<RootCertStore>, SystemRoots) {
+    let mut store = RootCertStore::empty();
+    if !enabled {
+        return (Arc::new(store), SystemRoots::Disabled);
+    }
+    let native = rustls_native_certs::load_native_certs();
+    let (added, _ignored) = store.add_parsable_certificates(native.certs);
+    if added > 0 {
+        return (Arc::new(store), SystemRoots::Native(added));
+    }
+    store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let n = store.len();
+    (Arc::new(store), SystemRoots::WebpkiBundle(n))
+}
+
+/// Builds the rustls configuration for one host: system roots + that host's CAs, that host's
+/// client identity, ring provider, ALPN h2 and http/1.1.
+pub fn build_rustls_config(
+    host: &HostPort,
+    system: &RootCertStore,
+    hc: &HostConfig,
+) -> Result<rustls::ClientConfig, RegistryError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = system.clone();
+    for (path, cert) in &hc.ca_certs {
+        roots.add(cert.clone()).map_err(|e| {
+            config_err(format!(
+                "CA certificate in {} (for {host}) cannot be used as a trust anchor: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    let roots = Arc::new(roots);
+    // an empty store (system roots disabled, no CA configured) trusts nothing: every certificate
+    // fails as signed by an unknown authority, with the same classification as any other host
+    let inner = if roots.is_empty() {
+        None
+    } else {
+        Some(
+            WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+                .build()
+                .map_err(|e| config_err(format!("no usable trust anchors for {host}: {e}")))?,
+        )
+    };
+    let verifier = Arc::new(RecordingVerifier {
+        inner,
+        algorithms: provider.signature_verification_algorithms,
+        anchors: roots,
+    });
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| config_err(format!("TLS provider setup for {host}: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut cfg = match &hc.client_identity {
+        Some(id) => builder
+            .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
+            .map_err(|e| {
+                config_err(format!(
+                    "client certificate {} and key {} for {host} do not form a usable pair: {e}",
+                    id.cert_path.display(),
+                    id.key_path.display()
+                ))
+            })?,
+        None => builder.with_no_client_auth(),
+    };
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// What the server presented, summarised when verification failed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PresentedChain {
+    /// Leaf subject DN.
+    pub subject: String,
+    /// Leaf issuer DN.
+    pub issuer: String,
+    /// Validity start (RFC 2822-ish, UTC).
+    pub not_before: String,
+    /// Validity end.
+    pub not_after: String,
+    /// Leaf is self-signed (issuer == subject).
+    pub self_signed: bool,
+    /// Leaf carries CA:TRUE.
+    pub leaf_is_ca: bool,
+    /// Number of intermediates the server sent.
+    pub intermediates: usize,
+    /// Subject Alternative Names of the leaf.
+    pub names: Vec<String>,
+    /// Leaf issuer is the subject of one of the anchors (trusted issuer name).
+    pub issuer_is_anchor_subject: bool,
+    /// Leaf carries an Authority Information Access extension (issuer certificate published).
+    pub has_aia_ca_issuers: bool,
+}
+
+fn summarise(
+    ee: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    anchors: &RootCertStore,
+) -> PresentedChain {
+    let mut p = PresentedChain {
+        intermediates: intermediates.len(),
+        ..PresentedChain::default()
+    };
+    if let Ok((_, cert)) = x509_parser::parse_x509_certificate(ee.as_ref()) {
+        p.subject = cert.subject().to_string();
+        p.issuer = cert.issuer().to_string();
+        p.not_before = cert.validity().not_before.to_string();
+        p.not_after = cert.validity().not_after.to_string();
+        p.self_signed = cert.subject().as_raw() == cert.issuer().as_raw();
+        p.leaf_is_ca = cert.is_ca();
+        p.has_aia_ca_issuers = cert
+            .get_extension_unique(&x509_parser::oid_registry::OID_PKIX_AUTHORITY_INFO_ACCESS)
+            .ok()
+            .flatten()
+            .is_some();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for n in &san.value.general_names {
+                match n {
+                    x509_parser::extensions::GeneralName::DNSName(d) => p.names.push(d.to_string()),
+                    x509_parser::extensions::GeneralName::IPAddress(b) => {
+                        let ip = match b.len() {
+                            4 => <[u8; 4]>::try_from(*b)
+                                .ok()
+                                .map(|a| std::net::IpAddr::from(a).to_string()),
+                            16 => <[u8; 16]>::try_from(*b)
+                                .ok()
+                                .map(|a| std::net::IpAddr::from(a).to_string()),
+                            _ => None,
+                        };
+                        p.names.extend(ip);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let issuer_raw = cert.issuer().as_raw();
+        p.issuer_is_anchor_subject = anchors
+            .roots
+            .iter()
+            .any(|a| strip_der_header(a.subject.as_ref()) == strip_der_header(issuer_raw));
+    }
+    p
+}
+
+/// Trust anchors store the subject without the outer SEQUENCE header; names from x509-parser keep
+/// it. Compare the contents only.
+fn strip_der_header(b: &[u8]) -> &[u8] {
+    if b.first() != Some(&0x30) || b.len() < 2 {
+        return b;
+    }
+    let len_byte = b[1];
+    let hdr = if len_byte & 0x80 == 0 {
+        2
+    } else {
+        2 + (len_byte & 0x7f) as usize
+    };
+    b.get(hdr..).unwrap_or(b)
+}
+
+/// Carried inside `CertificateError::Other` so the classifier sees both the verifier's verdict
+/// and what the server presented.
+#[derive(Debug)]
+pub struct VerifyFailure {
+    /// The WebPKI verdict.
+    pub error: CertificateError,
+    /// What the server sent.
+    pub presented: PresentedChain,
+}
+
+impl fmt::Display for VerifyFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.error)
+    }
+}
+
+impl std::error::Error for VerifyFailure {}
+
+/// Delegates every decision to rustls' WebPKI verifier; on failure it attaches a summary of the
+/// presented chain. It never turns a failure into a success.
+#[derive(Debug)]
+struct RecordingVerifier {
+    inner: Option<Arc<WebPkiServerVerifier>>,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+    anchors: Arc<RootCertStore>,
+}
+
+impl ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verdict = match &self.inner {
+            Some(v) => {
+                v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            }
+            None => Err(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer,
+            )),
+        };
+        verdict.map_err(|e| match e {
+            rustls::Error::InvalidCertificate(ce) => rustls::Error::InvalidCertificate(
+                CertificateError::Other(OtherError(Arc::new(VerifyFailure {
+                    error: ce,
+                    presented: summarise(end_entity, intermediates, &self.anchors),
+                }))),
+            ),
+            other => other,
+        })
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// The class of a TLS failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsErrorClass {
+    /// The chain does not lead to a trusted CA.
+    UnknownAuthority,
+    /// The server sent a leaf only, its issuer is not trusted, and the issuer is not self-signed:
+    /// most likely a missing intermediate.
+    MissingIntermediate,
+    /// The leaf is self-signed (no CA).
+    SelfSignedLeaf,
+    /// Certificate expired.
+    Expired,
+    /// Certificate not yet valid.
+    NotYetValid,
+    /// Certificate not valid for the host name or IP.
+    NameMismatch,
+    /// Signature algorithm too weak or unsupported, or bad signature.
+    BadSignature,
+    /// Certificate revoked, wrong purpose, bad encoding, or another certificate problem.
+    BadCertificate,
+    /// The server requires a client certificate and none is configured.
+    ClientCertRequired,
+    /// The server rejected the configured client certificate.
+    ClientCertRejected,
+    /// Handshake or record-layer protocol failure (plain http on a TLS port, no common version).
+    Protocol,
+}
+
+/// A classified TLS failure, rendered with host, role, sources and a fix.
+#[derive(Debug, Clone)]
+pub struct TlsFailure {
+    /// The host:port whose handshake failed.
+    pub host: HostPort,
+    /// Its role in the pull.
+    pub role: Role,
+    /// The class.
+    pub class: TlsErrorClass,
+    /// The verifier's or peer's wording.
+    pub detail: String,
+    /// Presented chain, when verification failed.
+    pub presented: Option<PresentedChain>,
+    /// Trust sources consulted (system roots, files, folders).
+    pub sources: Vec<String>,
+    /// A client certificate was configured for this host.
+    pub client_cert_configured: bool,
+}
+
+impl std::error::Error for TlsFailure {}
+
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let h = &self.host;
+        write!(
+            f,
+            "tls: failed to verify certificate of {h} ({}): ",
+            self.role
+        )?;
+        let p = self.presented.as_ref();
+        let issuer = p.map(|p| p.issuer.as_str()).unwrap_or("");
+        match self.class {
+            TlsErrorClass::UnknownAuthority => {
+                write!(f, "x509: certificate signed by unknown authority")?;
+                if !issuer.is_empty() {
+                    write!(f, " (issuer \"{issuer}\")")?;
+                }
+            }
+            TlsErrorClass::MissingIntermediate => write!(
+                f,
+                "x509: certificate signed by unknown authority (issuer \"{issuer}\"; the server sent no intermediate certificates, so an intermediate CA may be missing from its chain)"
+            )?,
+            TlsErrorClass::SelfSignedLeaf => write!(
+                f,
+                "x509: certificate signed by unknown authority (the server presents the self-signed leaf certificate \"{}\", which is not trusted for this host; issue the registry certificate from a CA and trust that CA, or pin this exact certificate for this host only)",
+                p.map(|p| p.subject.as_str()).unwrap_or("")
+            )?,
+            TlsErrorClass::Expired => write!(
+                f,
+                "x509: certificate has expired (valid {} to {}): {}",
+                p.map(|p| p.not_before.as_str()).unwrap_or("?"),
+                p.map(|p| p.not_after.as_str()).unwrap_or("?"),
+                self.detail
+            )?,
+            TlsErrorClass::NotYetValid => write!(
+                f,
+                "x509: certificate is not yet valid (valid {} to {}): {}",
+                p.map(|p| p.not_before.as_str()).unwrap_or("?"),
+                p.map(|p| p.not_after.as_str()).unwrap_or("?"),
+                self.detail
+            )?,
+            TlsErrorClass::NameMismatch => {
+                write!(f, "x509: certificate is not valid for {}", h.host())?;
+                if let Some(p) = p.filter(|p| !p.names.is_empty()) {
+                    write!(f, " (valid for {}", p.names.join(", "))?;
+                    write!(f, ")")?;
+                } else {
+                    write!(
+                        f,
+                        " (it has no matching subject alternative name; certificates need SANs, the common name is ignored)"
+                    )?;
+                }
+            }
+            TlsErrorClass::BadSignature => {
+                write!(f, "x509: unsupported or invalid signature: {}", self.detail)?;
+                if p.is_some_and(|p| p.issuer_is_anchor_subject) {
+                    write!(
+                        f,
+                        " (issuer \"{issuer}\" is trusted by name, but its signature on this certificate cannot be verified: a weak algorithm such as SHA-1, or a different key under the same name)"
+                    )?;
+                }
+            }
+            TlsErrorClass::BadCertificate => {
+                write!(f, "x509: certificate rejected: {}", self.detail)?
+            }
+            TlsErrorClass::ClientCertRequired => write!(
+                f,
+                "the server requires a client certificate and none is configured for {h}: {}",
+                self.detail
+            )?,
+            TlsErrorClass::ClientCertRejected => write!(
+                f,
+                "the server rejected the client certificate configured for {h}: {}",
+                self.detail
+            )?,
+            TlsErrorClass::Protocol => write!(f, "handshake failed: {}", self.detail)?,
+        }
+        if !self.sources.is_empty() {
+            write!(f, "; trust sources consulted: {}", self.sources.join(", "))?;
+        }
+        write!(f, "; fix: {}", self.hint())
+    }
+}
+
+impl TlsFailure {
+    /// The fix to suggest.
+    pub fn hint(&self) -> String {
+        let h = &self.host;
+        match self.class {
+            TlsErrorClass::UnknownAuthority
+            | TlsErrorClass::MissingIntermediate
+            | TlsErrorClass::SelfSignedLeaf => format!(
+                "inspect the chain with `berth trust fetch {h}`, then trust its CA for this host only (put it in <hosts-dir>/{h}/ca.crt) or pass --ca-file; never retried over plain http"
+            ),
+            TlsErrorClass::Expired | TlsErrorClass::NotYetValid => format!(
+                "renew the certificate of {h} (or fix this machine's clock); inspect it with `berth trust fetch {h}`"
+            ),
+            TlsErrorClass::NameMismatch => format!(
+                "use the host name the certificate was issued for, or reissue the certificate of {h} with a subject alternative name for {}",
+                h.host()
+            ),
+            TlsErrorClass::BadSignature | TlsErrorClass::BadCertificate => format!(
+                "reissue the certificate of {h} with a SHA-256 (or stronger) signature from a trusted CA"
+            ),
+            TlsErrorClass::ClientCertRequired => format!(
+                "put the client certificate and key for this host in <hosts-dir>/{h}/client.cert and client.key"
+            ),
+            TlsErrorClass::ClientCertRejected => format!(
+                "check that the client certificate in <hosts-dir>/{h}/ is issued by a CA the server accepts and is still valid"
+            ),
+            TlsErrorClass::Protocol => format!(
+                "check that {h} serves TLS on this port (a plain-http registry must be configured as plain http explicitly)"
+            ),
+        }
+    }
+}
+
+fn class_of_cert_error(e: &CertificateError, presented: Option<&PresentedChain>) -> TlsErrorClass {
+    use CertificateError as C;
+    match e {
+        C::UnknownIssuer => match presented {
+            Some(p) if p.self_signed && !p.leaf_is_ca => TlsErrorClass::SelfSignedLeaf,
+            // the issuer's name is trusted, yet no path verifies: a weak or unsupported signature
+            // (webpki reports SHA-1 signed chains this way) or a different key under the same name
+            Some(p) if !p.self_signed && p.issuer_is_anchor_subject => TlsErrorClass::BadSignature,
+            // leaf only, from an issuer that publishes its certificate (AIA): the server left out
+            // its intermediate
+            Some(p) if !p.self_signed && p.intermediates == 0 && p.has_aia_ca_issuers => {
+                TlsErrorClass::MissingIntermediate
+            }
+            _ => TlsErrorClass::UnknownAuthority,
+        },
+        C::Expired | C::ExpiredContext { .. } => TlsErrorClass::Expired,
+        C::NotValidYet | C::NotValidYetContext { .. } => TlsErrorClass::NotYetValid,
+        C::NotValidForName | C::NotValidForNameContext { .. } => TlsErrorClass::NameMismatch,
+        C::BadSignature
+        | C::UnsupportedSignatureAlgorithmContext { .. }
+        | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => TlsErrorClass::BadSignature,
+        #[allow(deprecated)]
+        C::UnsupportedSignatureAlgorithm => TlsErrorClass::BadSignature,
+        _ => match presented {
+            // webpki reports a self-signed leaf configured as an anchor as CaUsedAsEndEntity-like
+            // failures; name it plainly.
+            Some(p) if p.self_signed && !p.leaf_is_ca => TlsErrorClass::SelfSignedLeaf,
+            _ => TlsErrorClass::BadCertificate,
+        },
+    }
+}
+
+/// Classifies a rustls error.
+pub fn classify_rustls(
+    err: &rustls::Error,
+    client_cert_configured: bool,
+) -> (TlsErrorClass, String, Option<PresentedChain>) {
+    use rustls::AlertDescription as A;
+    match err {
+        rustls::Error::InvalidCertificate(CertificateError::Other(other)) => {
+            if let Some(vf) = other.0.downcast_ref::<VerifyFailure>() {
+                let class = class_of_cert_error(&vf.error, Some(&vf.presented));
+                (class, vf.error.to_string(), Some(vf.presented.clone()))
+            } else {
+                (TlsErrorClass::BadCertificate, err.to_string(), None)
+            }
+        }
+        rustls::Error::InvalidCertificate(ce) => {
+            (class_of_cert_error(ce, None), err.to_string(), None)
+        }
+        rustls::Error::AlertReceived(A::CertificateRequired) => {
+            if client_cert_configured {
+                (TlsErrorClass::ClientCertRejected, err.to_string(), None)
+            } else {
+                (TlsErrorClass::ClientCertRequired, err.to_string(), None)
+            }
+        }
+        rustls::Error::AlertReceived(
+            A::BadCertificate
+            | A::UnknownCA
+            | A::CertificateUnknown
+            | A::CertificateExpired
+            | A::CertificateRevoked
+            | A::UnsupportedCertificate
+            | A::AccessDenied
+            | A::HandshakeFailure,
+        ) => {
+            if client_cert_configured {
+                (TlsErrorClass::ClientCertRejected, err.to_string(), None)
+            } else if matches!(err, rustls::Error::AlertReceived(A::HandshakeFailure)) {
+                (TlsErrorClass::Protocol, err.to_string(), None)
+            } else {
+                (TlsErrorClass::ClientCertRequired, err.to_string(), None)
+            }
+        }
+        _ => (TlsErrorClass::Protocol, err.to_string(), None),
+    }
+}
+
+/// Finds a `rustls::Error` in an error's source chain. `io::Error::source` skips its payload, so
+/// each `io::Error` is also opened with `get_ref`.
+pub fn find_rustls_error<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::Error> {
+    let mut cur: Option<&'a (dyn std::error::Error + 'static)> = Some(err);
+    let mut depth = 0;
+    while let Some(e) = cur {
+        if depth > 32 {
+            return None;
+        }
+        depth += 1;
+        if let Some(r) = e.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && let Some(r) = find_rustls_error(inner)
+        {
+            return Some(r);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// Builds a [`TlsFailure`] when `err` has a rustls error in its chain.
+pub fn tls_failure(
+    err: &(dyn std::error::Error + 'static),
+    host: &HostPort,
+    role: Role,
+    hc: &HostConfig,
+    system: &SystemRoots,
+) -> Option<TlsFailure> {
+    let r = find_rustls_error(err)?;
+    let (class, detail, presented) = classify_rustls(r, hc.client_identity.is_some());
+    let mut sources = vec![system.to_string()];
+    sources.extend(hc.sources.iter().cloned());
+    Some(TlsFailure {
+        host: host.clone(),
+        role,
+        class,
+        detail,
+        presented,
+        sources,
+        client_cert_configured: hc.client_identity.is_some(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(self_signed: bool, ca: bool, intermediates: usize) -> PresentedChain {
+        PresentedChain {
+            subject: "CN=reg".into(),
+            issuer: if self_signed {
+                "CN=reg".into()
+            } else {
+                "CN=Private CA".into()
+            },
+            not_before: "Jan  1 00:00:00 2020 +00:00".into(),
+            not_after: "Jan  1 00:00:00 2021 +00:00".into(),
+            self_signed,
+            leaf_is_ca: ca,
+            intermediates,
+            names: vec!["reg.example".into(), "127.0.0.1".into()],
+            issuer_is_anchor_subject: false,
+            has_aia_ca_issuers: false,
+        }
+    }
+
+    fn wrapped(ce: CertificateError, p: PresentedChain) -> rustls::Error {
+        rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
+            VerifyFailure {
+                error: ce,
+                presented: p,
+            },
+        ))))
+    }
+
+    fn failure(err: &rustls::Error, role: Role) -> TlsFailure {
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, err.clone());
+        let hc = HostConfig {
+            sources: vec!["/etc/berth/hosts/127.0.0.2:5001/ (not present)".into()],
+            ..HostConfig::default()
+        };
+        tls_failure(
+            &io,
+            &HostPort::new("127.0.0.2", 5001),
+            role,
+            &hc,
+            &SystemRoots::Native(140),
+        )
+        .expect("rustls error found through io::Error")
+    }
+
+    #[test]
+    fn unknown_issuer_keeps_go_wording_host_role_sources_and_hint() {
+        let f = failure(
+            &wrapped(CertificateError::UnknownIssuer, chain(false, false, 1)),
+            Role::RedirectTarget,
+        );
+        assert_eq!(f.class, TlsErrorClass::UnknownAuthority);
+        let s = f.to_string();
+        assert!(
+            s.contains("x509: certificate signed by unknown authority"),
+            "{s}"
+        );
+        assert!(s.contains("127.0.0.2:5001 (redirect target)"), "{s}");
+        assert!(s.contains("/etc/berth/hosts/127.0.0.2:5001/"), "{s}");
+        assert!(s.contains("system roots"), "{s}");
+        assert!(s.contains("berth trust fetch 127.0.0.2:5001"), "{s}");
+        assert!(s.contains("--ca-file"), "{s}");
+    }
+
+    #[test]
+    fn self_signed_leaf_is_named() {
+        let f = failure(
+            &wrapped(CertificateError::UnknownIssuer, chain(true, false, 0)),
+            Role::Registry,
+        );
+        assert_eq!(f.class, TlsErrorClass::SelfSignedLeaf);
+        assert!(f.to_string().contains("self-signed leaf"));
+        assert!(
+            f.to_string()
+                .contains("x509: certificate signed by unknown authority")
+        );
+    }
+
+    #[test]
+    fn expired_and_not_yet_valid_show_the_window() {
+        let f = failure(
+            &wrapped(CertificateError::Expired, chain(false, false, 0)),
+            Role::TokenRealm,
+        );
+        assert_eq!(f.class, TlsErrorClass::Expired);
+        let s = f.to_string();
+        assert!(
+            s.contains("has expired (valid Jan  1 00:00:00 2020 +00:00 to Jan  1 00:00:00 2021"),
+            "{s}"
+        );
+        assert!(s.contains("(token realm)"));
+        let f = failure(
+            &wrapped(CertificateError::NotValidYet, chain(false, false, 0)),
+            Role::Registry,
+        );
+        assert_eq!(f.class, TlsErrorClass::NotYetValid);
+    }
+
+    #[test]
+    fn name_mismatch_lists_certificate_names() {
+        let f = failure(
+            &wrapped(CertificateError::NotValidForName, chain(false, false, 0)),
+            Role::Registry,
+        );
+        assert_eq!(f.class, TlsErrorClass::NameMismatch);
+        assert!(f.to_string().contains("valid for reg.example, 127.0.0.1"));
+    }
+
+    #[test]
+    fn weak_signature_is_classified() {
+        let f = failure(
+            &wrapped(CertificateError::BadSignature, chain(false, false, 0)),
+            Role::Registry,
+        );
+        assert_eq!(f.class, TlsErrorClass::BadSignature);
+    }
+
+    #[test]
+    fn client_certificate_alerts_depend_on_configuration() {
+        let e = rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired);
+        assert_eq!(
+            classify_rustls(&e, false).0,
+            TlsErrorClass::ClientCertRequired
+        );
+        assert_eq!(
+            classify_rustls(&e, true).0,
+            TlsErrorClass::ClientCertRejected
+        );
+        let e = rustls::Error::AlertReceived(rustls::AlertDescription::BadCertificate);
+        assert_eq!(
+            classify_rustls(&e, false).0,
+            TlsErrorClass::ClientCertRequired
+        );
+        assert_eq!(
+            classify_rustls(&e, true).0,
+            TlsErrorClass::ClientCertRejected
+        );
+    }
+
+    #[test]
+    fn corrupt_record_is_a_protocol_failure() {
+        let e = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
+        let f = failure(&e, Role::Registry);
+        assert_eq!(f.class, TlsErrorClass::Protocol);
+        assert!(f.hint().contains("serves TLS"));
+    }
+
+    #[test]
+    fn non_tls_errors_are_not_classified() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(find_rustls_error(&io).is_none());
+    }
+
+    #[test]
+    fn certs_d_folders_add_bare_host_only_for_443() {
+        let d = Path::new("/h");
+        assert_eq!(
+            certs_d_folders(d, &HostPort::new("reg", 5000)),
+            vec![PathBuf::from("/h/reg:5000")]
+        );
+        assert_eq!(
+            certs_d_folders(d, &HostPort::new("reg", 443)),
+            vec![PathBuf::from("/h/reg:443"), PathBuf::from("/h/reg")]
+        );
+    }
+
+    #[test]
+    fn certs_d_reads_host_cas_only_for_that_host_and_pairs_client_certs() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["ca".into()]).unwrap();
+        std::fs::create_dir(dir.path().join("a:5000")).unwrap();
+        std::fs::write(dir.path().join("a:5000/ca.crt"), ca.cert.pem()).unwrap();
+        let tc = TrustConfig {
+            hosts_dir: Some(dir.path().to_path_buf()),
+            ..TrustConfig::default()
+        };
+        let a = tc.host_config(&HostPort::new("a", 5000)).unwrap();
+        assert_eq!(a.ca_certs.len(), 1);
+        let b = tc.host_config(&HostPort::new("b", 5000)).unwrap();
+        assert!(b.ca_certs.is_empty(), "trust for a must not cover b");
+        assert!(b.sources[0].contains("b:5000/ (not present)"));
+        let a_other_port = tc.host_config(&HostPort::new("a", 5001)).unwrap();
+        assert!(a_other_port.ca_certs.is_empty());
+
+        // a .cert without .key is refused with docker's wording
+        let cl = rcgen::generate_simple_self_signed(vec!["client".into()]).unwrap();
+        std::fs::write(dir.path().join("a:5000/client.cert"), cl.cert.pem()).unwrap();
+        let err = tc
+            .host_config(&HostPort::new("a", 5000))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("missing key") && err.contains("must use the extension .crt"),
+            "{err}"
+        );
+        std::fs::write(
+            dir.path().join("a:5000/client.key"),
+            cl.signing_key.serialize_pem(),
+        )
+        .unwrap();
+        let a = tc.host_config(&HostPort::new("a", 5000)).unwrap();
+        let id = a.client_identity.clone().expect("client pair loaded");
+        assert!(!format!("{id:?}").contains("PRIVATE KEY"));
+        assert!(format!("{id:?}").contains("<redacted>"));
+        let (system, _) = load_system_roots(false);
+        build_rustls_config(&HostPort::new("a", 5000), &system, &a).unwrap();
+
+        // a .key without .cert is refused
+        std::fs::create_dir(dir.path().join("c:1")).unwrap();
+        std::fs::write(dir.path().join("c:1/x.key"), cl.signing_key.serialize_pem()).unwrap();
+        let err = tc
+            .host_config(&HostPort::new("c", 1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing client certificate"), "{err}");
+    }
+
+    #[test]
+    fn unreadable_or_empty_ca_file_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("empty.pem");
+        std::fs::write(&p, "not a cert").unwrap();
+        let err = load_certs(&p).unwrap_err().to_string();
+        assert!(err.contains(&p.display().to_string()), "{err}");
+        let err = load_certs(&dir.path().join("nope.pem"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nope.pem"), "{err}");
+    }
+}
