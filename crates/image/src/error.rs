@@ -1,0 +1,65 @@
+//! Pull errors. It owns how a failed pull is explained: which credential was tried for what and
+//! why it failed, in the order tried; it must never include a credential's value (only the
+//! label of where it came from).
+
+use registry::{ErrorKind, RegistryError};
+
+/// One credential that was tried and refused.
+#[derive(Debug)]
+pub struct AttemptFailure {
+    /// Where the credential came from (e.g. `secret "regcred" key "registry.example.com"`), or
+    /// `anonymous`.
+    pub label: String,
+    /// Why it failed.
+    pub error: RegistryError,
+}
+
+/// Why a pull failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// Every credential (or the anonymous attempt) was refused with 401/403.
+    #[error("{}", render_attempts(.0))]
+    Denied(Vec<AttemptFailure>),
+    /// The registry, a token server or a redirect target failed in a way another credential
+    /// cannot fix (TLS, network, not found, integrity, ...).
+    #[error("{0}")]
+    Registry(#[from] RegistryError),
+    /// The local content store failed.
+    #[error("content store: {0}")]
+    Store(#[from] content::Error),
+    /// A blob's bytes did not verify at commit.
+    #[error("{0}")]
+    Integrity(content::Error),
+    /// A worker task died.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl PullError {
+    /// The registry error class, when the failure came from the registry path.
+    pub fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            PullError::Denied(f) => f.last().map(|a| a.error.kind()),
+            PullError::Registry(e) => Some(e.kind()),
+            PullError::Integrity(_) => Some(ErrorKind::Integrity),
+            PullError::Store(_) | PullError::Internal(_) => None,
+        }
+    }
+}
+
+/// kubelet shows one distinct failure bare and several as `[e1, e2]`; berth adds which
+/// credential produced each.
+fn render_attempts(failures: &[AttemptFailure]) -> String {
+    match failures {
+        [] => "no credential was tried".to_string(),
+        [one] if one.label == "anonymous" => one.error.to_string(),
+        [one] => format!("{} (tried {})", one.error, one.label),
+        many => {
+            let parts: Vec<String> = many
+                .iter()
+                .map(|a| format!("{} (tried {})", a.error, a.label))
+                .collect();
+            format!("[{}]", parts.join(", "))
+        }
+    }
+}
