@@ -298,7 +298,9 @@ impl DockerCliConfig {
 mod tests {
     use super::*;
 
-    /// kubernetes `config_test.go` TestDecodeDockerConfigFieldAuth: every row.
+    /// kubernetes `config_test.go` TestDecodeDockerConfigFieldAuth (its rows `Zm9vOmJhcg==`, `cGFudHM=`,
+    /// `pants`), plus rows for the decode rules of newer kubelets: unpadded input uses RawStdEncoding,
+    /// `\n` is ignored, any other whitespace fails.
     #[test]
     fn decode_auth_field_matches_kubelet_table() {
         let std = base64::engine::general_purpose::STANDARD.encode("foo:bar");
