@@ -22,10 +22,10 @@ pub enum PullError {
     Denied(Vec<AttemptFailure>),
     /// The registry, a token server or a redirect target failed in a way another credential
     /// cannot fix (TLS, network, not found, integrity, ...).
-    #[error("{0}")]
+    #[error(transparent)]
     Registry(#[from] RegistryError),
-    /// The local content store failed.
-    #[error("content store: {0}")]
+    /// The local content store failed (its errors name the path).
+    #[error(transparent)]
     Store(#[from] content::Error),
     /// A blob's bytes did not verify at commit.
     #[error("{0}")]
@@ -61,5 +61,32 @@ fn render_attempts(failures: &[AttemptFailure]) -> String {
                 .collect();
             format!("[{}]", parts.join(", "))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use registry::{HostPort, Role};
+
+    /// Regression: `berth pull` printed a registry failure twice, because the wrapper both showed
+    /// the inner message and exposed it as its source (anyhow's `{:#}` prints the chain).
+    #[test]
+    fn a_wrapped_registry_error_is_shown_once_in_a_cause_chain() {
+        let inner = RegistryError::Network {
+            host: HostPort::new("reg.example", 5000),
+            role: Role::Registry,
+            request: "HEAD https://reg.example:5000/v2/app/manifests/v1".into(),
+            cause: "connection refused".into(),
+        };
+        let text = inner.to_string();
+        let err = PullError::from(inner);
+        let mut chain = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(s) = source {
+            chain.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        assert_eq!(chain.matches(&text).count(), 1, "{chain}");
     }
 }

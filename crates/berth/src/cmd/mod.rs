@@ -1,0 +1,9 @@
+//! One module per subcommand family; each turns parsed arguments into library calls and prints the result.
+//! Modules must never hold logic a library crate should own.
+
+pub mod auth;
+pub mod doctor;
+pub mod image;
+pub mod pull;
+pub mod server;
+pub mod trust;

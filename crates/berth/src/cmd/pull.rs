@@ -1,0 +1,450 @@
+//! `berth pull`, `berth images`, `berth rmi`: the local image store from the command line. It
+//! turns flags into a keyring (the same kubelet rules the agent uses), a registry client with the
+//! requested trust, and a `Puller`; then renders progress (bars on a terminal, JSON lines with
+//! `-o json`) and the kubelet-style result. It must never print a credential and never hold pull
+//! logic of its own.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use credentials::{DockerCliConfig, PullKeyring, PullSecret};
+use image::{Attempt, Progress, PullOptions, PullRequest, Puller};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Human-readable text.
+    Text,
+    /// JSON (progress as JSON lines, then one result object).
+    Json,
+}
+
+/// Where the store lives.
+#[derive(Args, Clone, Debug)]
+pub struct RootArgs {
+    /// Content store root (default: /var/lib/berth as root, else the user's data directory)
+    #[arg(long, value_name = "DIR", env = "BERTH_ROOT")]
+    pub root: Option<PathBuf>,
+}
+
+impl RootArgs {
+    fn open(&self) -> anyhow::Result<content::Store> {
+        let dir = self.dir().join(content::CONTENT_DIR);
+        content::Store::open(&dir)
+            .with_context(|| format!("cannot open the content store at {}", dir.display()))
+    }
+
+    /// The root directory (the content store lives in its `content/` folder).
+    pub fn dir(&self) -> PathBuf {
+        self.root.clone().unwrap_or_else(content::default_root)
+    }
+}
+
+/// Credential, trust and platform flags shared by every command that talks to a registry.
+#[derive(Args, Clone, Debug)]
+pub struct RegistryArgs {
+    /// A kubernetes.io/dockerconfigjson or dockercfg Secret manifest (YAML or JSON), tried in order
+    #[arg(long = "secret", value_name = "FILE")]
+    pub secrets: Vec<PathBuf>,
+    /// Credentials USER:PASS, or USER alone to read the password from standard input (tried first)
+    #[arg(long, value_name = "USER[:PASS]")]
+    pub creds: Option<String>,
+    /// Also use a Docker config.json (default: $DOCKER_CONFIG/config.json or ~/.docker/config.json), tried last
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
+    pub docker_config: Option<PathBuf>,
+    /// A certs.d-style directory: DIR/HOST:PORT/*.crt CAs and *.cert/*.key client pairs, per host
+    #[arg(long, value_name = "DIR")]
+    pub hosts_dir: Option<PathBuf>,
+    /// An extra CA bundle (PEM) trusted for every host, added to the system roots
+    #[arg(long = "ca-file", value_name = "FILE")]
+    pub ca_files: Vec<PathBuf>,
+    /// Platform to select from a multi-platform image: os/arch[/variant] (default: this machine)
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+}
+
+impl RegistryArgs {
+    pub(crate) fn client(&self) -> anyhow::Result<registry::Client> {
+        let trust = registry::TrustConfig {
+            ca_files: self.ca_files.clone(),
+            hosts_dir: self.hosts_dir.clone(),
+            ..Default::default()
+        };
+        Ok(registry::Client::new(registry::ClientConfig::with_trust(
+            trust,
+        ))?)
+    }
+
+    pub(crate) fn platform(&self) -> anyhow::Result<oci::Platform> {
+        match &self.platform {
+            None => Ok(oci::Platform::host()),
+            Some(p) => p
+                .parse::<oci::Platform>()
+                .map_err(|e| anyhow::anyhow!("--platform {p:?}: {e}")),
+        }
+    }
+
+    /// The credentials to try for `image`, in kubelet's order, after an explicit `--creds`.
+    pub(crate) fn attempts(&self, image: &str) -> anyhow::Result<Vec<Attempt>> {
+        let mut attempts = Vec::new();
+        if let Some(creds) = &self.creds {
+            let (user, pass) = match creds.split_once(':') {
+                Some((u, p)) => (u.to_string(), p.to_string()),
+                None => (creds.clone(), read_password(creds)?),
+            };
+            if user.is_empty() {
+                bail!("--creds: the user name is empty; pass USER:PASS or USER");
+            }
+            attempts.push(Attempt {
+                label: format!("--creds user {user:?}"),
+                credential: Some(registry::Credential::password(user, pass)),
+            });
+        }
+        let mut secrets = Vec::new();
+        for path in &self.secrets {
+            let text = std::fs::read(path)
+                .with_context(|| format!("cannot read secret file {}", path.display()))?;
+            secrets.extend(PullSecret::from_manifest(&text, &path.display().to_string())?);
+        }
+        let mut keyring = PullKeyring::from_secrets(&secrets)?;
+        if let Some(path) = &self.docker_config {
+            let (path, config) = load_docker_config(path)?;
+            keyring.add_node_config(&path, &config);
+        }
+        for skipped in keyring.skipped() {
+            tracing::warn!(secret = %skipped.origin, reason = %skipped.reason, "secret ignored");
+        }
+        let lookup = keyring.lookup(image)?;
+        for m in lookup.credentials {
+            let label = format!("{} key {:?} user {:?}", m.origin, m.key, m.credential.username);
+            let credential = match &m.credential.identity_token {
+                Some(token) if !token.is_empty() => {
+                    registry::Credential::identity_token(token.expose())
+                }
+                _ => registry::Credential::password(
+                    m.credential.username.clone(),
+                    m.credential.password.expose(),
+                ),
+            };
+            attempts.push(Attempt {
+                label,
+                credential: Some(credential),
+            });
+        }
+        Ok(attempts)
+    }
+}
+
+fn load_docker_config(path: &Path) -> anyhow::Result<(PathBuf, DockerCliConfig)> {
+    let path = if path.as_os_str().is_empty() {
+        credentials::default_docker_config_path()
+            .context("--docker-config: neither DOCKER_CONFIG nor HOME is set; pass a file")?
+    } else {
+        path.to_path_buf()
+    };
+    let config = credentials::load_docker_config(&path)?;
+    Ok((path, config))
+}
+
+fn read_password(user: &str) -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("password for {user}: ");
+        std::io::stderr().flush().ok();
+    }
+    let mut line = String::new();
+    stdin
+        .read_line(&mut line)
+        .context("--creds USER: cannot read the password from standard input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// `berth pull`.
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Image reference, e.g. registry.example.com:5000/team/app:v1
+    pub image: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    #[command(flatten)]
+    pub root: RootArgs,
+    /// Blobs downloaded at once
+    #[arg(long, default_value_t = image::PullOptions::default().max_concurrent_downloads)]
+    pub max_concurrent_downloads: usize,
+    /// Output format
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+pub async fn pull(args: PullArgs) -> anyhow::Result<i32> {
+    let reference = oci::Reference::parse_normalized(&args.image)
+        .map_err(|e| anyhow::anyhow!("couldn't parse image name {:?}: {e}", args.image))?;
+    let attempts = args.registry.attempts(&args.image)?;
+    let request = PullRequest {
+        reference,
+        attempts,
+        platform: args.registry.platform()?,
+    };
+    let store = args.root.open()?;
+    let puller = Puller::new(
+        args.registry.client()?,
+        store,
+        PullOptions {
+            max_concurrent_downloads: args.max_concurrent_downloads,
+        },
+    );
+    let sink: Arc<dyn image::ProgressSink> = match args.output {
+        Output::Json => Arc::new(JsonProgress),
+        Output::Text if std::io::stderr().is_terminal() => Arc::new(Bars::new()),
+        Output::Text => Arc::new(|_: Progress| {}),
+    };
+    let pulled = puller
+        .pull_with_progress(&request, sink)
+        .await
+        .with_context(|| format!("failed to pull image {:?}", args.image))?;
+    match args.output {
+        Output::Json => println!(
+            "{}",
+            json!({
+                "image": pulled.name,
+                "digest": pulled.target.digest.to_string(),
+                "mediaType": pulled.target.media_type,
+                "manifest": pulled.manifest.digest.to_string(),
+                "config": pulled.config.digest.to_string(),
+                "size": pulled.size,
+                "downloaded": pulled.downloaded,
+                "seconds": pulled.elapsed.as_secs_f64(),
+                "credential": pulled.credential,
+            })
+        ),
+        Output::Text => {
+            println!(
+                "Successfully pulled image {:?} in {}. Image size: {} bytes.",
+                args.image,
+                go_duration_ms(pulled.elapsed),
+                pulled.size
+            );
+            println!("Digest: {}", pulled.target.digest);
+        }
+    }
+    Ok(0)
+}
+
+/// Go's `Duration.String()` of a duration truncated to milliseconds, as kubelet prints pull times.
+fn go_duration_ms(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".to_string();
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let (h, rem) = (ms / 3_600_000, ms % 3_600_000);
+    let (m, rem) = (rem / 60_000, rem % 60_000);
+    let (s, frac) = (rem / 1000, rem % 1000);
+    let secs = if frac == 0 {
+        format!("{s}s")
+    } else {
+        format!("{s}.{}s", format!("{frac:03}").trim_end_matches('0'))
+    };
+    match (h, m) {
+        (0, 0) => secs,
+        (0, m) => format!("{m}m{secs}"),
+        (h, m) => format!("{h}h{m}m{secs}"),
+    }
+}
+
+/// Progress as JSON lines on standard output.
+struct JsonProgress;
+
+impl image::ProgressSink for JsonProgress {
+    fn event(&self, event: Progress) {
+        let line = match event {
+            Progress::Resolved {
+                digest,
+                manifest,
+                blobs,
+            } => json!({"event": "resolved", "digest": digest.to_string(),
+                "manifest": manifest.to_string(),
+                "blobs": blobs.iter().map(|(d, s, layer)| json!({"digest": d.to_string(), "size": s, "layer": layer})).collect::<Vec<_>>()}),
+            Progress::BlobStarted {
+                digest,
+                size,
+                offset,
+            } => json!({"event": "started", "digest": digest.to_string(), "size": size, "offset": offset}),
+            // Byte counts are folded into "done"; one line per chunk would flood the output.
+            Progress::BlobBytes { .. } => return,
+            Progress::BlobDone {
+                digest,
+                size,
+                existed,
+            } => json!({"event": "done", "digest": digest.to_string(), "size": size, "existed": existed}),
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// One progress bar per blob on standard error.
+struct Bars {
+    multi: MultiProgress,
+    bars: Mutex<std::collections::HashMap<oci::Digest, ProgressBar>>,
+}
+
+impl Bars {
+    fn new() -> Self {
+        Bars {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: Mutex::new(Default::default()),
+        }
+    }
+
+    fn bar(&self, digest: &oci::Digest, size: u64) -> ProgressBar {
+        let mut bars = self.bars.lock().expect("progress bars");
+        bars.entry(digest.clone())
+            .or_insert_with(|| {
+                let bar = self.multi.add(ProgressBar::new(size));
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+                    )
+                    .expect("progress template")
+                    .progress_chars("=> "),
+                );
+                bar.set_prefix(format!("{:.19}", digest.hex()));
+                bar
+            })
+            .clone()
+    }
+}
+
+impl image::ProgressSink for Bars {
+    fn event(&self, event: Progress) {
+        match event {
+            Progress::Resolved { blobs, .. } => {
+                for (d, size, _) in &blobs {
+                    self.bar(d, *size);
+                }
+            }
+            Progress::BlobStarted {
+                digest,
+                size,
+                offset,
+            } => {
+                let bar = self.bar(&digest, size);
+                bar.set_position(offset);
+                if offset > 0 {
+                    bar.set_message("resumed");
+                }
+            }
+            Progress::BlobBytes { digest, bytes } => self.bar(&digest, 0).inc(bytes),
+            Progress::BlobDone {
+                digest,
+                size,
+                existed,
+            } => {
+                let bar = self.bar(&digest, size);
+                bar.set_position(size);
+                bar.finish_with_message(if existed { "already present" } else { "verified" });
+            }
+        }
+    }
+}
+
+/// `berth images`.
+#[derive(Args, Debug)]
+pub struct ImagesArgs {
+    #[command(flatten)]
+    pub root: RootArgs,
+    /// Output format
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+pub async fn images(args: ImagesArgs) -> anyhow::Result<i32> {
+    let store = args.root.open()?;
+    let mut records = store.list_images()?;
+    records.sort_by(|a, b| a.name.cmp(&b.name));
+    match args.output {
+        Output::Json => {
+            let list: Vec<_> = records
+                .iter()
+                .map(|r| {
+                    json!({
+                        "name": r.name,
+                        "digest": r.target.digest.to_string(),
+                        "mediaType": r.target.media_type,
+                        "manifest": r.manifest.as_ref().map(ToString::to_string),
+                        "size": r.total_size,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&list)?);
+        }
+        Output::Text => {
+            println!("{:<60} {:<20} {:>12}", "IMAGE", "DIGEST", "SIZE");
+            for r in &records {
+                println!(
+                    "{:<60} {:<20} {:>12}",
+                    r.name,
+                    format!("{}:{:.12}", r.target.digest.algorithm().as_str(), r.target.digest.hex()),
+                    r.total_size.map(|s| s.to_string()).unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `berth rmi`.
+#[derive(Args, Debug)]
+pub struct RmiArgs {
+    /// Images to remove (as pulled: a reference, normalised the same way)
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    #[command(flatten)]
+    pub root: RootArgs,
+}
+
+pub async fn rmi(args: RmiArgs) -> anyhow::Result<i32> {
+    let store = args.root.open()?;
+    let mut code = 0;
+    for image in &args.images {
+        let name = oci::Reference::parse_normalized(image)
+            .map_err(|e| anyhow::anyhow!("couldn't parse image name {image:?}: {e}"))?
+            .with_default_tag()
+            .to_string();
+        if store.remove_image(&name)? {
+            println!("Untagged: {name}");
+        } else {
+            eprintln!("error: no such image: {name} (see `berth images`)");
+            code = 1;
+        }
+    }
+    let report = store.gc(&content::GcOptions::default())?;
+    for d in &report.removed {
+        println!("Deleted: {d}");
+    }
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::go_duration_ms;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_print_like_go_truncated_to_milliseconds() {
+        assert_eq!(go_duration_ms(Duration::from_micros(1_234_567)), "1.234s");
+        assert_eq!(go_duration_ms(Duration::from_millis(500)), "500ms");
+        assert_eq!(go_duration_ms(Duration::from_millis(2000)), "2s");
+        assert_eq!(go_duration_ms(Duration::from_millis(61_500)), "1m1.5s");
+        assert_eq!(go_duration_ms(Duration::from_millis(3_600_000)), "1h0m0s");
+        assert_eq!(go_duration_ms(Duration::from_micros(10)), "0s");
+    }
+}

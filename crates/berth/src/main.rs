@@ -1,0 +1,76 @@
+//! berth: the command-line entry point. It parses arguments (clap), sets up logging and hands each subcommand to
+//! its module under `cmd/`. It owns no logic of its own: every behaviour lives in a library crate, so the binary
+//! must never grow parsing, networking or storage code. Each `cmd::*` module exposes `Args` (clap) and
+//! `run(args) -> anyhow::Result<i32>`, the process exit code.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "berth", version, about = "run workloads from images in private third-party registries")]
+struct Cli {
+    /// Log filter (tracing env-filter syntax), also read from BERTH_LOG
+    #[arg(long, global = true, env = "BERTH_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Image references and local images
+    #[command(subcommand)]
+    Image(cmd::image::Command),
+    /// Registry credentials: which secret and key would be used for an image
+    #[command(subcommand)]
+    Auth(cmd::auth::Command),
+    /// Pull an image into the local content store
+    Pull(cmd::pull::PullArgs),
+    /// List images in the local store
+    Images(cmd::pull::ImagesArgs),
+    /// Remove images from the local store (and garbage-collect unreferenced blobs)
+    Rmi(cmd::pull::RmiArgs),
+    /// Registry TLS trust per host: fetch a host's chain, trust its CA, list, remove
+    #[command(subcommand)]
+    Trust(cmd::trust::Command),
+    /// Check the whole pull path of an image step by step and say what fails and how to fix it
+    Doctor(cmd::doctor::DoctorArgs),
+    /// Run the API server (kubectl-compatible) on the embedded SQLite store
+    Server(cmd::server::ServerArgs),
+    /// Print the admin kubeconfig of a server's data directory
+    Kubeconfig(cmd::server::KubeconfigArgs),
+    /// Secrets at rest
+    #[command(subcommand)]
+    Secrets(cmd::server::SecretsCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Image(c) => cmd::image::run(c).await,
+            Command::Auth(c) => cmd::auth::run(c).await,
+            Command::Pull(a) => cmd::pull::pull(a).await,
+            Command::Images(a) => cmd::pull::images(a).await,
+            Command::Rmi(a) => cmd::pull::rmi(a).await,
+            Command::Trust(c) => cmd::trust::run(c).await,
+            Command::Doctor(a) => cmd::doctor::run(a).await,
+            Command::Server(a) => cmd::server::serve(a).await,
+            Command::Kubeconfig(a) => cmd::server::kubeconfig(a).await,
+            Command::Secrets(c) => cmd::server::secrets(c).await,
+        }
+    });
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::exit(1);
+        }
+    }
+}
