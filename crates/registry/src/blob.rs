@@ -31,6 +31,7 @@ pub struct BlobStream {
     digest: Digest,
     size: u64,
     offset: u64,
+    served_by: Option<(HostPort, Role)>,
 }
 
 impl std::fmt::Debug for BlobStream {
@@ -55,6 +56,11 @@ impl BlobStream {
     /// The offset the stream started at.
     pub fn start_offset(&self) -> u64 {
         self.offset
+    }
+    /// The host:port (and its role: the registry or a redirect target such as a CDN) that
+    /// answered the first request, after redirects; `None` when nothing had to be requested.
+    pub fn served_by(&self) -> Option<(&HostPort, Role)> {
+        self.served_by.as_ref().map(|(h, r)| (h, *r))
     }
     /// Wraps this stream so that it verifies the digest (only valid from offset 0; use
     /// [`VerifyingStream::resume`] with the prefix's digester otherwise).
@@ -391,6 +397,7 @@ impl Repository {
             // open eagerly so auth, not-found and TLS errors surface from this call
             st.open().await?;
         }
+        let served_by = st.body.as_ref().map(|b| (b.host.clone(), b.role));
         let inner = futures_util::stream::unfold(st, |mut st| async move {
             st.next().await.map(|item| (item, st))
         });
@@ -399,6 +406,7 @@ impl Repository {
             digest: digest.clone(),
             size,
             offset,
+            served_by,
         })
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! Owns [`Client`] (cheap to clone, `Send + Sync`): one `reqwest::Client` per host:port, each built
 //! with that host's rustls configuration from [`crate::tls`], so connection pools (and HTTP/2
-//! sessions where offered) are reused per host and trust never leaks between hosts. reqwest's own
+//! sessions where offered) are reused per host and trust never leaks between hosts. Before each
+//! request the host configuration's generation is compared with the cached transport's; a change
+//! rebuilds that host's transport, so new trust applies without a restart. reqwest's own
 //! redirect handling is disabled (`Policy::none()`); [`Client::send_following`] follows up to
 //! [`ClientConfig::max_redirects`] hops itself, choosing the transport for each hop's host,
 //! dropping `Authorization` for good on any change of scheme, host or port, refusing https->http
@@ -85,6 +87,8 @@ pub(crate) struct HostTransport {
     pub(crate) http: reqwest::Client,
     pub(crate) config: HostConfig,
     tls: Arc<rustls::ClientConfig>,
+    /// [`HostConfigSource::generation`] this transport was built at.
+    generation: u64,
 }
 
 pub(crate) struct Inner {
@@ -156,8 +160,28 @@ impl Client {
         })
     }
 
+    /// The trust configuration of `host` in force now (what the next request to it would use).
+    pub fn host_config(&self, host: &HostPort) -> Result<HostConfig, RegistryError> {
+        Ok(self.transport(host)?.config.clone())
+    }
+
+    /// The system roots in use, as shown in messages.
+    pub fn system_roots(&self) -> &SystemRoots {
+        &self.inner.system_desc
+    }
+
+    pub(crate) fn system_store(&self) -> &RootCertStore {
+        &self.inner.system
+    }
+
+    /// The transport for `host`: the cached one while the host configuration's generation is
+    /// unchanged, else a new one built from the current configuration (hot reload). Connections
+    /// of a replaced transport finish their requests and are then dropped with it.
     pub(crate) fn transport(&self, host: &HostPort) -> Result<Arc<HostTransport>, RegistryError> {
-        if let Some(t) = self.inner.hosts.lock().expect("transport map").get(host) {
+        let generation = self.inner.cfg.hosts.generation();
+        if let Some(t) = self.inner.hosts.lock().expect("transport map").get(host)
+            && t.generation == generation
+        {
             return Ok(t.clone());
         }
         let config = self.inner.cfg.hosts.host_config(host)?;
@@ -176,9 +200,23 @@ impl Client {
                     render_chain(&e.without_url())
                 ))
             })?;
-        let t = Arc::new(HostTransport { http, config, tls });
+        let t = Arc::new(HostTransport {
+            http,
+            config,
+            tls,
+            generation,
+        });
         let mut map = self.inner.hosts.lock().expect("transport map");
-        Ok(map.entry(host.clone()).or_insert(t).clone())
+        match map.get(host) {
+            // another task built one for this generation (or a newer one) meanwhile: share it
+            Some(existing) if existing.generation == generation => Ok(existing.clone()),
+            _ => {
+                if map.insert(host.clone(), t.clone()).is_some() {
+                    tracing::info!(%host, generation, "host configuration changed, transport rebuilt");
+                }
+                Ok(t)
+            }
+        }
     }
 
     async fn transport_error(

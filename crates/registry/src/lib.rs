@@ -7,15 +7,18 @@
 //! trust files: content is handed to the caller as verified `Bytes` (manifests) or bounded streams
 //! (blobs) for the content store to commit. Entry points: [`Client::new`], [`Client::repository`],
 //! [`Repository::resolve`], [`Repository::fetch_manifest`], [`Repository::fetch_blob`],
-//! [`Repository::ping`]; errors are one [`RegistryError`] with a [`ErrorKind`] to branch on.
+//! [`Repository::ping`], [`probe::fetch_chain`] (trust fetch), [`doctor::diagnose`] (berth doctor);
+//! errors are one [`RegistryError`] with a [`ErrorKind`] to branch on.
 
 pub mod auth;
 pub mod blob;
 pub mod challenge;
 pub mod client;
+pub mod doctor;
 pub mod error;
 pub mod manifest;
 pub mod origin;
+pub mod probe;
 pub mod repository;
 pub mod retry;
 pub mod tls;
@@ -27,6 +30,7 @@ pub use client::{Client, ClientConfig, DEFAULT_MAX_MANIFEST_SIZE};
 pub use error::{ErrorKind, RegistryError, Role};
 pub use manifest::{Resolved, ResolvedImage};
 pub use origin::{HostPort, Origin, Scheme};
+pub use probe::{CertInfo, ChainReport, Verdict, fetch_chain};
 pub use repository::Repository;
 pub use retry::RetryPolicy;
 pub use tls::{HostConfig, HostConfigSource, TlsErrorClass, TlsFailure, TrustConfig};

@@ -1,8 +1,8 @@
 //! TLS trust per host:port and classification of TLS failures.
 //!
 //! Owns the [`HostConfigSource`] seam (today [`TrustConfig`]: system roots, `--ca-file` files and a
-//! Docker certs.d-style `--hosts-dir`; later containerd hosts.toml, reload and mirrors plug in
-//! behind the same trait), building one rustls `ClientConfig` (ring provider, ALPN h2 + http/1.1)
+//! Docker certs.d-style `--hosts-dir`; containerd hosts.toml, reload and mirrors plug in behind the
+//! same trait, whose `generation` tells the client when to rebuild a host's transport), building one rustls `ClientConfig` (ring provider, ALPN h2 + http/1.1)
 //! per host:port, and turning a failed handshake into a [`TlsFailure`] that names the host, its
 //! role, the class of failure, the trust sources consulted and the fix.
 //!
@@ -87,11 +87,20 @@ pub struct HostConfig {
     pub sources: Vec<String>,
 }
 
-/// Supplies per-host configuration. Implementations must be cheap to call repeatedly; the client
-/// caches the result per host:port for its lifetime.
+/// Supplies per-host configuration. The client caches one transport per host:port built from
+/// [`HostConfigSource::host_config`] and asks [`HostConfigSource::generation`] before every
+/// request: when the generation differs from the one the cached transport was built at, that
+/// host's transport is rebuilt (hot reload without a restart).
 pub trait HostConfigSource: Send + Sync + fmt::Debug {
     /// The configuration for `host`.
     fn host_config(&self, host: &HostPort) -> Result<HostConfig, RegistryError>;
+
+    /// A counter that changes whenever any host's configuration may have changed. Called before
+    /// every request, so it must be cheap (an atomic load, or a stat of a few files). The default
+    /// (a constant) suits sources that never change, such as command-line flags.
+    fn generation(&self) -> u64 {
+        0
+    }
 }
 
 /// Trust from flags: `--ca-file` (every host), `--hosts-dir` (certs.d layout, per host:port) and
@@ -286,6 +295,17 @@ pub fn build_rustls_config(
     system: &RootCertStore,
     hc: &HostConfig,
 ) -> Result<rustls::ClientConfig, RegistryError> {
+    let verifier = build_verifier(host, system, hc)?;
+    build_rustls_config_with_verifier(host, hc, verifier)
+}
+
+/// The certificate verifier for one host: rustls' WebPKI verifier over system roots + that
+/// host's CAs, wrapped so a failure carries a summary of the presented chain.
+pub fn build_verifier(
+    host: &HostPort,
+    system: &RootCertStore,
+    hc: &HostConfig,
+) -> Result<Arc<dyn ServerCertVerifier>, RegistryError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = system.clone();
     for (path, cert) in &hc.ca_certs {
@@ -308,11 +328,22 @@ pub fn build_rustls_config(
                 .map_err(|e| config_err(format!("no usable trust anchors for {host}: {e}")))?,
         )
     };
-    let verifier = Arc::new(RecordingVerifier {
+    Ok(Arc::new(RecordingVerifier {
         inner,
         algorithms: provider.signature_verification_algorithms,
         anchors: roots,
-    });
+        host_cas: hc.ca_certs.len(),
+    }))
+}
+
+/// The rustls configuration for one host with a given verifier (the probe wraps the host's real
+/// verifier to record the chain): that host's client identity, ring provider, ALPN h2, http/1.1.
+pub fn build_rustls_config_with_verifier(
+    host: &HostPort,
+    hc: &HostConfig,
+    verifier: Arc<dyn ServerCertVerifier>,
+) -> Result<rustls::ClientConfig, RegistryError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| config_err(format!("TLS provider setup for {host}: {e}")))?
@@ -357,15 +388,37 @@ pub struct PresentedChain {
     pub issuer_is_anchor_subject: bool,
     /// Leaf carries an Authority Information Access extension (issuer certificate published).
     pub has_aia_ca_issuers: bool,
+    /// CAs configured for this host (files and folders), beyond the system roots.
+    pub host_cas: usize,
+    /// SHA-256 (lowercase hex) of the last CA certificate the server presented (the one to trust
+    /// when the server's chain ends below a trusted root), if it presented any CA.
+    pub top_ca_sha256: Option<String>,
+}
+
+/// SHA-256 of a DER certificate, lowercase hex (openssl's `-fingerprint -sha256` without colons).
+pub fn sha256_fingerprint(der: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(der))
+}
+
+fn is_ca_cert(der: &[u8]) -> bool {
+    x509_parser::parse_x509_certificate(der).is_ok_and(|(_, c)| c.is_ca())
 }
 
 fn summarise(
     ee: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
     anchors: &RootCertStore,
+    host_cas: usize,
 ) -> PresentedChain {
     let mut p = PresentedChain {
         intermediates: intermediates.len(),
+        host_cas,
+        top_ca_sha256: intermediates
+            .iter()
+            .rev()
+            .find(|c| is_ca_cert(c.as_ref()))
+            .map(|c| sha256_fingerprint(c.as_ref())),
         ..PresentedChain::default()
     };
     if let Ok((_, cert)) = x509_parser::parse_x509_certificate(ee.as_ref()) {
@@ -449,6 +502,7 @@ struct RecordingVerifier {
     inner: Option<Arc<WebPkiServerVerifier>>,
     algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
     anchors: Arc<RootCertStore>,
+    host_cas: usize,
 }
 
 impl ServerCertVerifier for RecordingVerifier {
@@ -472,7 +526,7 @@ impl ServerCertVerifier for RecordingVerifier {
             rustls::Error::InvalidCertificate(ce) => rustls::Error::InvalidCertificate(
                 CertificateError::Other(OtherError(Arc::new(VerifyFailure {
                     error: ce,
-                    presented: summarise(end_entity, intermediates, &self.anchors),
+                    presented: summarise(end_entity, intermediates, &self.anchors, self.host_cas),
                 }))),
             ),
             other => other,
@@ -565,7 +619,14 @@ impl fmt::Display for TlsFailure {
             TlsErrorClass::UnknownAuthority => {
                 write!(f, "x509: certificate signed by unknown authority")?;
                 if !issuer.is_empty() {
-                    write!(f, " (issuer \"{issuer}\")")?;
+                    write!(f, " (issuer \"{issuer}\"")?;
+                    if p.is_some_and(|p| p.intermediates == 0 && !p.self_signed) {
+                        write!(
+                            f,
+                            "; the server sent only its own certificate, so if that issuer is an intermediate CA the chain is also incomplete"
+                        )?;
+                    }
+                    write!(f, ")")?;
                 }
             }
             TlsErrorClass::MissingIntermediate => write!(
@@ -635,24 +696,41 @@ impl fmt::Display for TlsFailure {
 }
 
 impl TlsFailure {
-    /// The fix to suggest.
+    /// The fix to suggest: the exact commands, naming this host:port only.
     pub fn hint(&self) -> String {
         let h = &self.host;
+        let p = self.presented.as_ref();
+        let issuer = p.map(|p| p.issuer.as_str()).unwrap_or("its issuer");
+        let add = match p.and_then(|p| p.top_ca_sha256.as_deref()) {
+            Some(fp) => format!("`berth trust add {h} --fingerprint sha256:{fp}`"),
+            None => format!(
+                "`berth trust add {h} --ca-file CA.pem` with the certificate of the CA \"{issuer}\" (from the registry's administrator)"
+            ),
+        };
+        let role_note = if self.role == Role::RedirectTarget {
+            " (this host is where the registry redirected the download; it needs its own trust)"
+        } else {
+            ""
+        };
         match self.class {
-            TlsErrorClass::UnknownAuthority
-            | TlsErrorClass::MissingIntermediate
-            | TlsErrorClass::SelfSignedLeaf => format!(
-                "inspect the chain with `berth trust fetch {h}`, then trust its CA for this host only (put it in <hosts-dir>/{h}/ca.crt) or pass --ca-file; never retried over plain http"
+            TlsErrorClass::UnknownAuthority => format!(
+                "run `berth trust fetch {h}` and check the fingerprints, then trust its CA for this host only: {add} (or put it in <hosts-dir>/{h}/ca.crt, or pass --ca-file){role_note}; never retried over plain http"
+            ),
+            TlsErrorClass::MissingIntermediate => format!(
+                "configure {h} to send its full chain (leaf and intermediate certificates), or trust the intermediate CA \"{issuer}\" for this host: `berth trust add {h} --ca-file INTERMEDIATE.pem` (or append it to <hosts-dir>/{h}/ca.crt); inspect the chain with `berth trust fetch {h}`{role_note}"
+            ),
+            TlsErrorClass::SelfSignedLeaf => format!(
+                "issue the certificate of {h} from a CA and trust that CA for this host (`berth trust fetch {h}`, then {add}), or pin this exact certificate for this host only by putting it in <hosts-dir>/{h}/ca.crt{role_note}"
             ),
             TlsErrorClass::Expired | TlsErrorClass::NotYetValid => format!(
                 "renew the certificate of {h} (or fix this machine's clock); inspect it with `berth trust fetch {h}`"
             ),
             TlsErrorClass::NameMismatch => format!(
-                "use the host name the certificate was issued for, or reissue the certificate of {h} with a subject alternative name for {}",
+                "use the host name the certificate was issued for, or reissue the certificate of {h} with a subject alternative name for {}; inspect it with `berth trust fetch {h}`",
                 h.host()
             ),
             TlsErrorClass::BadSignature | TlsErrorClass::BadCertificate => format!(
-                "reissue the certificate of {h} with a SHA-256 (or stronger) signature from a trusted CA"
+                "reissue the certificate of {h} with a SHA-256 (or stronger) signature from a trusted CA; inspect it with `berth trust fetch {h}`"
             ),
             TlsErrorClass::ClientCertRequired => format!(
                 "put the client certificate and key for this host in <hosts-dir>/{h}/client.cert and client.key"
@@ -667,6 +745,60 @@ impl TlsFailure {
     }
 }
 
+impl TlsErrorClass {
+    /// A stable machine-readable name (`unknown_authority`, `incomplete_chain`, ...).
+    pub fn code(self) -> &'static str {
+        match self {
+            TlsErrorClass::UnknownAuthority => "unknown_authority",
+            TlsErrorClass::MissingIntermediate => "incomplete_chain",
+            TlsErrorClass::SelfSignedLeaf => "self_signed_leaf",
+            TlsErrorClass::Expired => "expired",
+            TlsErrorClass::NotYetValid => "not_yet_valid",
+            TlsErrorClass::NameMismatch => "name_mismatch",
+            TlsErrorClass::BadSignature => "bad_signature",
+            TlsErrorClass::BadCertificate => "bad_certificate",
+            TlsErrorClass::ClientCertRequired => "client_certificate_required",
+            TlsErrorClass::ClientCertRejected => "client_certificate_rejected",
+            TlsErrorClass::Protocol => "protocol",
+        }
+    }
+
+    /// The class in plain words.
+    pub fn summary(self) -> &'static str {
+        match self {
+            TlsErrorClass::UnknownAuthority => {
+                "not trusted: the certificate was issued by a CA this machine does not trust for this host"
+            }
+            TlsErrorClass::MissingIntermediate => {
+                "not trusted: incomplete chain (the server does not send the intermediate CA certificate that links its certificate to a trusted CA)"
+            }
+            TlsErrorClass::SelfSignedLeaf => {
+                "not trusted: the server's certificate is self-signed (not issued by a CA) and is not pinned for this host"
+            }
+            TlsErrorClass::Expired => "not trusted: the certificate has expired",
+            TlsErrorClass::NotYetValid => {
+                "not trusted: the certificate is not valid yet (check this machine's clock)"
+            }
+            TlsErrorClass::NameMismatch => {
+                "not trusted: the certificate was issued for other names than the one connected to"
+            }
+            TlsErrorClass::BadSignature => {
+                "not trusted: a signature in the chain uses a weak or unsupported algorithm, or does not verify"
+            }
+            TlsErrorClass::BadCertificate => "not trusted: the certificate was rejected",
+            TlsErrorClass::ClientCertRequired => {
+                "the server requires a client certificate and none is configured for this host"
+            }
+            TlsErrorClass::ClientCertRejected => {
+                "the server rejected the client certificate configured for this host"
+            }
+            TlsErrorClass::Protocol => {
+                "no TLS session: the handshake failed (is this port serving TLS?)"
+            }
+        }
+    }
+}
+
 fn class_of_cert_error(e: &CertificateError, presented: Option<&PresentedChain>) -> TlsErrorClass {
     use CertificateError as C;
     match e {
@@ -675,9 +807,13 @@ fn class_of_cert_error(e: &CertificateError, presented: Option<&PresentedChain>)
             // the issuer's name is trusted, yet no path verifies: a weak or unsupported signature
             // (webpki reports SHA-1 signed chains this way) or a different key under the same name
             Some(p) if !p.self_signed && p.issuer_is_anchor_subject => TlsErrorClass::BadSignature,
-            // leaf only, from an issuer that publishes its certificate (AIA): the server left out
-            // its intermediate
-            Some(p) if !p.self_signed && p.intermediates == 0 && p.has_aia_ca_issuers => {
+            // leaf only, from an issuer that publishes its certificate (AIA), or for a host the
+            // operator already trusts a CA for: the server left out its intermediate
+            Some(p)
+                if !p.self_signed
+                    && p.intermediates == 0
+                    && (p.has_aia_ca_issuers || p.host_cas > 0) =>
+            {
                 TlsErrorClass::MissingIntermediate
             }
             _ => TlsErrorClass::UnknownAuthority,
@@ -815,6 +951,8 @@ mod tests {
             names: vec!["reg.example".into(), "127.0.0.1".into()],
             issuer_is_anchor_subject: false,
             has_aia_ca_issuers: false,
+            host_cas: 0,
+            top_ca_sha256: None,
         }
     }
 
