@@ -1,0 +1,1095 @@
+//! bench-api: measures `berth server` the way its clients use it, all over loopback on one machine.
+//! It starts the given (release) `berth` binary with a fresh data dir on a free 127.0.0.1 port,
+//! reads the admin kubeconfig it writes (bearer token and CA), and times: Pod create throughput
+//! with 1 and many concurrent clients against the raw SQLite insert rate under the same durability
+//! settings (the floor), single-Pod GET latency, listing 1000 Pods as a server-side Table the way
+//! kubectl asks for it (plus one real `kubectl get pods`), and watch fan-out delay to 100
+//! watchers. It prints a Markdown table with goals and ratios, then stops the server.
+//!
+//! It owns nothing berth ships and measures only what it started: it must never talk to anything
+//! but loopback, never print the bearer token, and never leave the server running (the process is
+//! stopped with SIGTERM at the end and killed on any early exit). Every wait is bounded.
+
+use std::fmt;
+use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail, ensure};
+use base64::Engine;
+use clap::Parser;
+use futures_util::StreamExt;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::{Client, StatusCode, Version};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+/// The Accept header kubectl sends for `get` (Table first, then the v1beta1 Table, then plain JSON).
+const ACCEPT_TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+/// kubectl's page size for `get`.
+const KUBECTL_PAGE: usize = 500;
+/// Per-request timeout for every non-watch request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the server gets to become ready, and to stop after SIGTERM.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long watchers may still deliver after the last write before missing events are counted.
+const WATCH_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Parser)]
+#[command(about = "Benchmark berth's API server: create, get, list as Table, watch fan-out")]
+struct Args {
+    /// The berth binary to measure (a release build)
+    #[arg(long, default_value = "target/release/berth")]
+    berth: PathBuf,
+    /// Pods created per throughput run
+    #[arg(long, default_value_t = 2000)]
+    pods: usize,
+    /// Concurrent clients of the create runs (one run each; every client has its own connection)
+    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    concurrency: Vec<usize>,
+    /// Pods in the namespace that is listed
+    #[arg(long, default_value_t = 1000)]
+    list_pods: usize,
+    /// Timed list runs per variant
+    #[arg(long, default_value_t = 20)]
+    list_runs: usize,
+    /// Timed single-Pod GETs
+    #[arg(long, default_value_t = 1000)]
+    gets: usize,
+    /// Concurrent watchers (each on its own connection)
+    #[arg(long, default_value_t = 100)]
+    watchers: usize,
+    /// Pods created while the watchers watch
+    #[arg(long, default_value_t = 200)]
+    watch_writes: usize,
+    /// Pause between two watched writes, in milliseconds
+    #[arg(long, default_value_t = 10)]
+    watch_interval_ms: u64,
+    /// kubectl binary for the end-to-end `kubectl get pods` reference run
+    #[arg(long, default_value = "kubectl")]
+    kubectl: PathBuf,
+    /// Parent of the temporary work dir (server data dir and floor databases; pick the disk under test)
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Keep the work dir (server data, logs, floor databases) instead of deleting it
+    #[arg(long)]
+    keep: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    ensure!(args.pods > 0 && args.list_pods > 0 && args.list_runs > 0, "--pods, --list-pods and --list-runs must be positive");
+    ensure!(args.watchers > 0 && args.watch_writes > 0 && args.gets > 0, "--watchers, --watch-writes and --gets must be positive");
+    ensure!(!args.concurrency.is_empty() && args.concurrency.iter().all(|c| *c > 0), "--concurrency needs positive values");
+    if !args.berth.exists() {
+        bail!("{} not found: build it with `cargo build --release -p berth` or pass --berth", args.berth.display());
+    }
+    let parent = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    let work = tempfile::Builder::new()
+        .prefix("berth-bench-api-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("creating a work dir under {}", parent.display()))?;
+    let load_start = loadavg();
+    let report = run(&args, work.path()).await;
+    if args.keep {
+        let kept = work.keep();
+        eprintln!("work dir kept: {}", kept.display());
+    }
+    let report = report?;
+    report.print(&args, load_start, loadavg());
+    Ok(())
+}
+
+async fn run(args: &Args, work: &Path) -> anyhow::Result<Report> {
+    // The floor first, on an idle machine (the server is not running yet), same disk as the server.
+    let mut floors = Vec::new();
+    let floor_rows = pod_rows("floor", args.pods);
+    let mut per_txn: Vec<usize> = std::iter::once(1).chain(args.concurrency.iter().copied()).collect();
+    per_txn.sort_unstable();
+    per_txn.dedup();
+    for &n in &per_txn {
+        eprintln!("floor: {} raw SQLite inserts, {n} per transaction", floor_rows.len());
+        let path = work.join(format!("floor-{n}.db"));
+        let elapsed = sqlite_floor(&path, &floor_rows, n)?;
+        floors.push(Floor { per_txn: n, rate: floor_rows.len() as f64 / elapsed.as_secs_f64() });
+    }
+
+    let data_dir = work.join("server");
+    let mut server = Server::spawn(&args.berth, &data_dir, &work.join("server.log"))?;
+    let result = measure(args, &mut server, work, floors).await;
+    let stopped = server.stop();
+    let mut report = result.map_err(|e| e.context(format!("server log: {}", server.log.display())))?;
+    report.shutdown = Some(stopped?);
+    Ok(report)
+}
+
+async fn measure(args: &Args, server: &mut Server, work: &Path, floors: Vec<Floor>) -> anyhow::Result<Report> {
+    let ep = server.wait_ready().await?;
+    eprintln!("berth server ready at {}", ep.base);
+    let admin = ep.client(Some(REQUEST_TIMEOUT))?;
+    let version = check_version(&admin, &ep).await?;
+    for ns in ["bench-warm", "bench-list", "bench-watch"]
+        .into_iter()
+        .map(str::to_string)
+        .chain(args.concurrency.iter().map(|c| format!("bench-c{c}")))
+    {
+        create_namespace(&admin, &ep, &ns).await?;
+    }
+
+    // Warm the server (allocator, page cache, prepared statements) before anything is timed.
+    eprintln!("warm-up: 100 creates");
+    create_run(&ep, "bench-warm", Arc::new(pod_bodies("warm", 100)), 4).await?;
+
+    let mut creates = Vec::new();
+    for &c in &args.concurrency {
+        eprintln!("create: {} pods with {c} concurrent clients", args.pods);
+        let run = create_run(&ep, &format!("bench-c{c}"), Arc::new(pod_bodies("pod", args.pods)), c).await?;
+        creates.push(run);
+    }
+
+    eprintln!("list setup: {} pods", args.list_pods);
+    create_run(&ep, "bench-list", Arc::new(pod_bodies("pod", args.list_pods)), 16).await?;
+
+    eprintln!("get: {} single-pod reads", args.gets);
+    let gets = get_run(&admin, &ep, "bench-list", args.list_pods, args.gets).await?;
+
+    eprintln!("list: {} runs each, paged as kubectl and in one request", args.list_runs);
+    let paged = list_run(&admin, &ep, "bench-list", args.list_pods, Some(KUBECTL_PAGE), args.list_runs).await?;
+    let whole = list_run(&admin, &ep, "bench-list", args.list_pods, None, args.list_runs).await?;
+
+    eprintln!("kubectl get pods: cold and warm discovery cache");
+    let kubectl = kubectl_runs(&args.kubectl, &server.data_dir.join("admin.kubeconfig"), &work.join("kube-cache"), "bench-list", args.list_pods).await?;
+
+    eprintln!("watch: {} watchers, {} writes", args.watchers, args.watch_writes);
+    let watch = watch_run(&ep, args.watchers, args.watch_writes, Duration::from_millis(args.watch_interval_ms)).await?;
+
+    Ok(Report { version, floors, creates, gets, paged, whole, kubectl, watch, shutdown: None })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The floor: raw SQLite inserts
+
+/// The connection settings of berth's SQLite store (crates/store/src/sqlite/conn.rs) with its
+/// default durability (`Durability::Full`).
+const STORE_PRAGMAS: &str = "PRAGMA synchronous=FULL;
+     PRAGMA secure_delete=ON;
+     PRAGMA journal_size_limit=67108864;
+     PRAGMA foreign_keys=OFF;";
+
+/// Inserts every row into a fresh database at `path` over one connection, `per_txn` rows per
+/// transaction, and returns the time the inserts took (setup excluded).
+fn sqlite_floor(path: &Path, rows: &[(String, Vec<u8>)], per_txn: usize) -> anyhow::Result<Duration> {
+    let conn = rusqlite::Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    ensure!(mode.eq_ignore_ascii_case("wal"), "{}: journal mode is {mode}, WAL is required", path.display());
+    conn.execute_batch(STORE_PRAGMAS)?;
+    conn.execute_batch("CREATE TABLE kv (key BLOB PRIMARY KEY, value BLOB NOT NULL)")?;
+    let start = Instant::now();
+    for chunk in rows.chunks(per_txn) {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        {
+            let mut insert = conn.prepare_cached("INSERT INTO kv (key, value) VALUES (?1, ?2)")?;
+            for (key, value) in chunk {
+                insert.execute(rusqlite::params![key.as_bytes(), value])?;
+            }
+        }
+        conn.execute_batch("COMMIT")?;
+    }
+    let elapsed = start.elapsed();
+    let count: i64 = conn.query_row("SELECT count(*) FROM kv", [], |r| r.get(0))?;
+    ensure!(count as usize == rows.len(), "{}: {count} rows after {} inserts", path.display(), rows.len());
+    Ok(elapsed)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pods
+
+fn pod_name(prefix: &str, i: usize) -> String {
+    format!("{prefix}-{i:05}")
+}
+
+/// A realistic Pod as `kubectl create -f` would send it (about 600 bytes of JSON).
+fn pod_body(name: &str, i: usize) -> Vec<u8> {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "labels": {"app": "bench", "tier": "web", "shard": format!("s{}", i % 16)},
+            "annotations": {"bench.berth.dev/run": "api"}
+        },
+        "spec": {
+            "containers": [{
+                "name": "app",
+                "image": "registry.bench.internal:5000/team/app:1.4.2",
+                "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                "env": [{"name": "MODE", "value": "bench"}, {"name": "INDEX", "value": i.to_string()}],
+                "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}
+            }],
+            "imagePullSecrets": [{"name": "regcred"}],
+            "restartPolicy": "Always"
+        }
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn pod_bodies(prefix: &str, n: usize) -> Vec<Vec<u8>> {
+    (0..n).map(|i| pod_body(&pod_name(prefix, i), i)).collect()
+}
+
+/// The same bodies keyed as the store keys them.
+fn pod_rows(ns: &str, n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let name = pod_name("pod", i);
+            (format!("/registry/core/pods/{ns}/{name}"), pod_body(&name, i))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server process and client
+
+/// The bearer token; never printed.
+struct Token(String);
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// What a client needs to reach the server (from its admin kubeconfig).
+#[derive(Debug)]
+struct Endpoint {
+    base: String,
+    ca_pem: String,
+    token: Token,
+}
+
+impl Endpoint {
+    fn from_kubeconfig(path: &Path) -> anyhow::Result<Endpoint> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let field = |v: Option<&serde_yaml::Value>, what: &str| -> anyhow::Result<String> {
+            v.and_then(serde_yaml::Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| anyhow!("{}: {what} missing", path.display()))
+        };
+        let cluster = doc.get("clusters").and_then(|c| c.get(0)).and_then(|c| c.get("cluster"));
+        let base = field(cluster.and_then(|c| c.get("server")), "clusters[0].cluster.server")?;
+        let ca = field(cluster.and_then(|c| c.get("certificate-authority-data")), "certificate-authority-data")?;
+        let ca_pem = String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(ca.trim())
+                .with_context(|| format!("{}: certificate-authority-data is not base64", path.display()))?,
+        )
+        .with_context(|| format!("{}: certificate-authority-data is not PEM text", path.display()))?;
+        let user = doc.get("users").and_then(|u| u.get(0)).and_then(|u| u.get("user"));
+        let token = Token(field(user.and_then(|u| u.get("token")), "users[0].user.token")?);
+        Ok(Endpoint { base: base.trim_end_matches('/').to_string(), ca_pem, token })
+    }
+
+    /// A client with its own connection pool: TLS 1.2/1.3 via rustls and ring, trusting only the
+    /// server's CA, offering HTTP/2 through ALPN, sending the bearer token on every request.
+    fn client(&self, timeout: Option<Duration>) -> anyhow::Result<Client> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+            roots.add(cert.context("parsing the kubeconfig CA")?).context("adding the kubeconfig CA")?;
+        }
+        ensure!(!roots.is_empty(), "the kubeconfig CA holds no certificate");
+        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.token.0)).context("the kubeconfig token is not a valid header value")?;
+        auth.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, auth);
+        let mut b = Client::builder()
+            .tls_backend_preconfigured(tls)
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .default_headers(headers)
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true);
+        if let Some(t) = timeout {
+            b = b.timeout(t);
+        }
+        b.build().context("building the HTTP client")
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+/// The `berth server` child process.
+struct Server {
+    child: Child,
+    data_dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Server {
+    fn spawn(berth: &Path, data_dir: &Path, log: &Path) -> anyhow::Result<Server> {
+        // Ask the kernel for a free port; the tiny window before the server binds it is harmless
+        // on loopback (a clash shows up as the server failing to start, with its log).
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port();
+        let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let child = Command::new(berth)
+            .arg("server")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg(listen.to_string())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {} server", berth.display()))?;
+        Ok(Server { child, data_dir: data_dir.to_path_buf(), log: log.to_path_buf() })
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Waits until the kubeconfig is written and `/readyz` answers 200.
+    async fn wait_ready(&mut self) -> anyhow::Result<Endpoint> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let kubeconfig = self.data_dir.join("admin.kubeconfig");
+        let mut last = String::from("no kubeconfig yet");
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("berth server exited ({status}) before it was ready; last log lines:\n{}", self.log_tail());
+            }
+            if kubeconfig.exists() {
+                match Endpoint::from_kubeconfig(&kubeconfig) {
+                    Ok(ep) => {
+                        let client = ep.client(Some(Duration::from_secs(2)))?;
+                        match client.get(ep.url("/readyz")).send().await {
+                            Ok(r) if r.status() == StatusCode::OK => return Ok(ep),
+                            Ok(r) => last = format!("/readyz answered {}", r.status()),
+                            Err(e) => last = format!("/readyz: {}", error_chain(&e)),
+                        }
+                    }
+                    Err(e) => last = format!("{e:#}"),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!(
+            "berth server not ready after {}s ({last}); last log lines:\n{}",
+            START_TIMEOUT.as_secs(),
+            self.log_tail()
+        )
+    }
+
+    /// SIGTERM, then wait for a graceful exit; kill after [`STOP_TIMEOUT`].
+    fn stop(&mut self) -> anyhow::Result<Option<ExitStatus>> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("berth server had already exited ({status}); last log lines:\n{}", self.log_tail());
+        }
+        let pid = libc::pid_t::try_from(self.child.id()).context("server pid out of range")?;
+        // SAFETY: kill(2) on the pid of our own child, which has not been reaped yet.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(Some(status));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(None)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// Reads a response fully and fails unless it has the expected status.
+async fn expect(resp: reqwest::Response, want: StatusCode, what: &str) -> anyhow::Result<Body> {
+    let status = resp.status();
+    let version = resp.version();
+    let body = resp.bytes().await.with_context(|| format!("{what}: reading the response body"))?;
+    if status != want {
+        let text = String::from_utf8_lossy(&body[..body.len().min(500)]).into_owned();
+        bail!("{what}: expected {want}, got {status}: {text}");
+    }
+    Ok(Body { bytes: body.to_vec(), version })
+}
+
+/// A fully read response body and the HTTP version it came over.
+struct Body {
+    bytes: Vec<u8>,
+    version: Version,
+}
+
+async fn check_version(client: &Client, ep: &Endpoint) -> anyhow::Result<Version> {
+    let resp = client.get(ep.url("/version")).send().await.context("GET /version")?;
+    Ok(expect(resp, StatusCode::OK, "GET /version").await?.version)
+}
+
+async fn create_namespace(client: &Client, ep: &Endpoint, ns: &str) -> anyhow::Result<()> {
+    let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}).to_string();
+    let resp = client
+        .post(ep.url("/api/v1/namespaces"))
+        .header(CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .with_context(|| format!("creating namespace {ns}"))?;
+    expect(resp, StatusCode::CREATED, &format!("creating namespace {ns}")).await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements
+
+struct CreateRun {
+    concurrency: usize,
+    pods: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl CreateRun {
+    fn rate(&self) -> f64 {
+        self.pods as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Creates every body in `ns` from `concurrency` clients, each with its own connection; the
+/// clients take the next body from a shared counter until none is left.
+async fn create_run(ep: &Endpoint, ns: &str, bodies: Arc<Vec<Vec<u8>>>, concurrency: usize) -> anyhow::Result<CreateRun> {
+    let url = Arc::new(ep.url(&format!("/api/v1/namespaces/{ns}/pods")));
+    let mut clients = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let client = ep.client(Some(REQUEST_TIMEOUT))?;
+        // Open the connection (TLS handshake) before the clock starts.
+        let resp = client.get(ep.url(&format!("/api/v1/namespaces/{ns}"))).send().await?;
+        expect(resp, StatusCode::OK, &format!("GET namespace {ns}")).await?;
+        clients.push(client);
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = JoinSet::new();
+    for client in clients {
+        let (next, bodies, url) = (next.clone(), bodies.clone(), url.clone());
+        tasks.spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { break };
+                let t = Instant::now();
+                let resp = client
+                    .post(url.as_str())
+                    .header(CONTENT_TYPE, "application/json")
+                    .header(ACCEPT, "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .with_context(|| format!("POST {url}"))?;
+                expect(resp, StatusCode::CREATED, &format!("creating pod #{i} in {url}")).await?;
+                lat.push(t.elapsed());
+            }
+            anyhow::Ok(lat)
+        });
+    }
+    let mut latencies = Vec::with_capacity(bodies.len());
+    while let Some(joined) = tasks.join_next().await {
+        latencies.extend(joined??);
+    }
+    let elapsed = start.elapsed();
+    ensure!(latencies.len() == bodies.len(), "{} of {} creates finished", latencies.len(), bodies.len());
+    Ok(CreateRun { concurrency, pods: bodies.len(), elapsed, latencies })
+}
+
+/// Sequential GETs of single Pods (JSON), spread over the namespace's Pods.
+async fn get_run(client: &Client, ep: &Endpoint, ns: &str, pods: usize, gets: usize) -> anyhow::Result<Vec<Duration>> {
+    let mut lat = Vec::with_capacity(gets);
+    for i in 0..(gets + 20) {
+        let name = pod_name("pod", (i * 7919) % pods);
+        let url = ep.url(&format!("/api/v1/namespaces/{ns}/pods/{name}"));
+        let t = Instant::now();
+        let resp = client.get(&url).header(ACCEPT, "application/json").send().await.with_context(|| format!("GET {url}"))?;
+        let body = expect(resp, StatusCode::OK, &format!("GET {url}")).await?;
+        let took = t.elapsed();
+        let obj: Value = serde_json::from_slice(&body.bytes)?;
+        ensure!(obj["metadata"]["name"] == name.as_str(), "GET {url} returned another object");
+        if i >= 20 {
+            lat.push(took); // the first 20 warm up
+        }
+    }
+    Ok(lat)
+}
+
+/// Lists the namespace's Pods as a Table with kubectl's Accept header: with `page`, following
+/// `continue` like kubectl does; each run's time is the wall time of all its pages, bodies read.
+async fn list_run(client: &Client, ep: &Endpoint, ns: &str, expect_rows: usize, page: Option<usize>, runs: usize) -> anyhow::Result<ListRun> {
+    let mut times = Vec::with_capacity(runs);
+    let (mut bytes, mut pages) = (0, 0);
+    for run in 0..(runs + 2) {
+        let t = Instant::now();
+        let mut bodies = Vec::new();
+        let mut cont: Option<String> = None;
+        for _ in 0..=expect_rows {
+            let mut req = client.get(ep.url(&format!("/api/v1/namespaces/{ns}/pods"))).header(ACCEPT, ACCEPT_TABLE);
+            if let Some(p) = page {
+                req = req.query(&[("limit", p.to_string())]);
+            }
+            if let Some(c) = &cont {
+                req = req.query(&[("continue", c)]);
+            }
+            let resp = req.send().await.context("listing pods as Table")?;
+            let body = expect(resp, StatusCode::OK, "listing pods as Table").await?;
+            // Only the continue token is needed before the next page; the rest is checked after
+            // the clock stops.
+            cont = if page.is_some() { continue_token(&body.bytes)? } else { None };
+            bodies.push(body.bytes);
+            if cont.is_none() {
+                break;
+            }
+        }
+        let took = t.elapsed();
+        let mut rows = 0;
+        for b in &bodies {
+            let table: Value = serde_json::from_slice(b)?;
+            ensure!(table["kind"] == "Table", "list with Accept {ACCEPT_TABLE} did not return a Table but {}", table["kind"]);
+            rows += table["rows"].as_array().map_or(0, Vec::len);
+        }
+        ensure!(rows == expect_rows, "the Table list returned {rows} rows, expected {expect_rows}");
+        if run >= 2 {
+            times.push(took); // two warm-up runs
+            bytes = bodies.iter().map(Vec::len).sum();
+            pages = bodies.len();
+        }
+    }
+    Ok(ListRun { times, bytes, pages })
+}
+
+fn continue_token(body: &[u8]) -> anyhow::Result<Option<String>> {
+    let v: Value = serde_json::from_slice(body).context("parsing a Table page")?;
+    Ok(v["metadata"]["continue"].as_str().filter(|c| !c.is_empty()).map(str::to_string))
+}
+
+struct ListRun {
+    times: Vec<Duration>,
+    bytes: usize,
+    pages: usize,
+}
+
+/// `kubectl get pods` end to end, first with an empty discovery cache, then with it filled.
+async fn kubectl_runs(kubectl: &Path, kubeconfig: &Path, cache: &Path, ns: &str, expect_rows: usize) -> anyhow::Result<KubectlResult> {
+    let mut times = Vec::new();
+    for _ in 0..2 {
+        let mut cmd = tokio::process::Command::new(kubectl);
+        cmd.arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("--cache-dir")
+            .arg(cache)
+            .args(["--request-timeout=30s", "-n", ns, "get", "pods"])
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        let t = Instant::now();
+        let out = match output_within(&mut cmd, Duration::from_secs(90)).await {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(KubectlResult::Missing(kubectl.display().to_string()));
+            }
+            r => r.with_context(|| format!("running {} get pods", kubectl.display()))?,
+        };
+        let took = t.elapsed();
+        if !out.status.success() {
+            bail!("kubectl get pods failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        let header = lines.next().unwrap_or_default();
+        ensure!(header.starts_with("NAME") && header.contains("STATUS"), "kubectl printed no Table header: {header:?}");
+        let rows = lines.count();
+        ensure!(rows == expect_rows, "kubectl get pods printed {rows} rows, expected {expect_rows}");
+        times.push(took);
+    }
+    Ok(KubectlResult::Ran { cold: times[0], warm: times[1] })
+}
+
+/// `output()` bounded in time (the child is killed on timeout through `kill_on_drop`).
+async fn output_within(cmd: &mut tokio::process::Command, limit: Duration) -> std::io::Result<std::process::Output> {
+    match tokio::time::timeout(limit, cmd.output()).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("did not finish within {}s", limit.as_secs()),
+        )),
+    }
+}
+
+enum KubectlResult {
+    Ran { cold: Duration, warm: Duration },
+    Missing(String),
+}
+
+struct WatchRun {
+    watchers: usize,
+    writes: usize,
+    /// Receipt minus the write's response, per (watcher, event) received.
+    delays: Vec<Duration>,
+    /// Receipt minus the moment the write request was sent.
+    from_send: Vec<Duration>,
+    /// Events that reached a watcher before the writer had read its own response.
+    early: usize,
+    missing: usize,
+    write_span: Duration,
+}
+
+/// Opens `watchers` watches (each its own connection) from the current resourceVersion of an
+/// empty namespace, then creates `writes` Pods there one at a time and measures, for every
+/// watcher and event, how long after the create's response the watcher received it.
+async fn watch_run(ep: &Endpoint, watchers: usize, writes: usize, interval: Duration) -> anyhow::Result<WatchRun> {
+    let ns = "bench-watch";
+    let writer = ep.client(Some(REQUEST_TIMEOUT))?;
+    let list = writer.get(ep.url(&format!("/api/v1/namespaces/{ns}/pods"))).header(ACCEPT, "application/json").send().await?;
+    let list: Value = serde_json::from_slice(&expect(list, StatusCode::OK, "listing the watch namespace").await?.bytes)?;
+    let rv = list["metadata"]["resourceVersion"].as_str().ok_or_else(|| anyhow!("list has no metadata.resourceVersion"))?.to_string();
+    let url = ep.url(&format!("/api/v1/namespaces/{ns}/pods?watch=true&resourceVersion={rv}&timeoutSeconds=600"));
+
+    let (ready_tx, mut ready_rx) = mpsc::channel::<()>(watchers);
+    let (done_tx, done_rx) = watch::channel::<Option<tokio::time::Instant>>(None);
+    let mut tasks = JoinSet::new();
+    for w in 0..watchers {
+        // No total timeout on a watch client: the stream is long-lived; waits are bounded below.
+        let client = ep.client(None)?;
+        let (url, ready, done) = (url.clone(), ready_tx.clone(), done_rx.clone());
+        tasks.spawn(async move { (w, watcher(client, url, writes, ready, done).await) });
+    }
+    drop(ready_tx);
+    let ready_deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    for n in 0..watchers {
+        match tokio::time::timeout_at(ready_deadline, ready_rx.recv()).await {
+            Ok(Some(())) => {}
+            Ok(None) => {
+                // Every sender is gone: some watcher failed before it was ready.
+                while let Some(joined) = tasks.join_next().await {
+                    if let (w, Err(e)) = joined? {
+                        return Err(e.context(format!("watcher {w}")));
+                    }
+                }
+                bail!("only {n} of {watchers} watchers started");
+            }
+            Err(_) => bail!("only {n} of {watchers} watches were established within 60s"),
+        }
+    }
+
+    let mut sent = Vec::with_capacity(writes);
+    let mut acked = Vec::with_capacity(writes);
+    let create_url = ep.url(&format!("/api/v1/namespaces/{ns}/pods"));
+    let span_start = Instant::now();
+    for j in 0..writes {
+        let body = pod_body(&pod_name("w", j), j);
+        let t = Instant::now();
+        let resp = writer.post(&create_url).header(CONTENT_TYPE, "application/json").body(body).send().await?;
+        expect(resp, StatusCode::CREATED, "creating a watched pod").await?;
+        sent.push(t);
+        acked.push(Instant::now());
+        if !interval.is_zero() {
+            tokio::time::sleep(interval).await;
+        }
+    }
+    let write_span = span_start.elapsed();
+    done_tx.send_replace(Some(tokio::time::Instant::now() + WATCH_GRACE));
+
+    let mut run = WatchRun { watchers, writes, delays: Vec::new(), from_send: Vec::new(), early: 0, missing: 0, write_span };
+    let collect_deadline = tokio::time::Instant::now() + WATCH_GRACE + Duration::from_secs(5);
+    while let Ok(joined) = tokio::time::timeout_at(collect_deadline, tasks.join_next()).await {
+        let Some(joined) = joined else { break };
+        let (w, received) = joined?;
+        let received = received.with_context(|| format!("watcher {w}"))?;
+        for (j, at) in received.iter().enumerate() {
+            match at {
+                Some(at) => {
+                    if *at < acked[j] {
+                        run.early += 1;
+                    }
+                    run.delays.push(at.saturating_duration_since(acked[j]));
+                    run.from_send.push(at.saturating_duration_since(sent[j]));
+                }
+                None => run.missing += 1,
+            }
+        }
+    }
+    ensure!(tasks.is_empty(), "{} watchers did not end within the grace period", tasks.len());
+    Ok(run)
+}
+
+/// One watcher: reads `{"type","object"}` lines and records when each `w-NNNNN` Pod's ADDED
+/// event arrived. Ends when all `writes` arrived, the stream ends, or the grace period after the
+/// last write is over.
+async fn watcher(
+    client: Client,
+    url: String,
+    writes: usize,
+    ready: mpsc::Sender<()>,
+    mut done: watch::Receiver<Option<tokio::time::Instant>>,
+) -> anyhow::Result<Vec<Option<Instant>>> {
+    let resp = client.get(&url).header(ACCEPT, "application/json").send().await.context("opening the watch")?;
+    ensure!(resp.status() == StatusCode::OK, "watch answered {}", resp.status());
+    ready.send(()).await.map_err(|_| anyhow!("benchmark gave up waiting for watchers"))?;
+    drop(ready);
+    let mut stream = resp.bytes_stream();
+    let mut got = vec![None; writes];
+    let mut count = 0;
+    let mut buf: Vec<u8> = Vec::new();
+    while count < writes {
+        let give_up = *done.borrow_and_update();
+        let next = match give_up {
+            Some(at) => match tokio::time::timeout_at(at, stream.next()).await {
+                Ok(n) => n,
+                Err(_) => break,
+            },
+            None => tokio::select! {
+                n = stream.next() => n,
+                changed = done.changed() => {
+                    if changed.is_err() { break }
+                    continue;
+                }
+            },
+        };
+        let chunk = match next {
+            None => break,
+            Some(c) => c.context("reading the watch stream")?,
+        };
+        let now = Instant::now();
+        buf.extend_from_slice(&chunk);
+        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=pos).collect();
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let ev: Value = serde_json::from_slice(&line).context("parsing a watch event")?;
+            match ev["type"].as_str() {
+                Some("ADDED") => {}
+                Some("ERROR") => bail!("watch error event: {}", ev["object"]),
+                _ => continue,
+            }
+            let name = ev["object"]["metadata"]["name"].as_str().unwrap_or_default();
+            if let Some(j) = name.strip_prefix("w-").and_then(|n| n.parse::<usize>().ok())
+                && j < writes
+                && got[j].is_none()
+            {
+                got[j] = Some(now);
+                count += 1;
+            }
+        }
+    }
+    Ok(got)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+struct Floor {
+    per_txn: usize,
+    rate: f64,
+}
+
+struct Report {
+    version: Version,
+    floors: Vec<Floor>,
+    creates: Vec<CreateRun>,
+    gets: Vec<Duration>,
+    paged: ListRun,
+    whole: ListRun,
+    kubectl: KubectlResult,
+    watch: WatchRun,
+    shutdown: Option<Option<ExitStatus>>,
+}
+
+/// Nearest-rank percentile of an unsorted sample.
+fn pct(sample: &[Duration], p: f64) -> Duration {
+    let mut s = sample.to_vec();
+    s.sort_unstable();
+    if s.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0 * s.len() as f64).ceil() as usize).clamp(1, s.len());
+    s[rank - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "MISSED" }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+impl Report {
+    fn floor(&self, per_txn: usize) -> f64 {
+        self.floors.iter().find(|f| f.per_txn == per_txn).map_or(f64::NAN, |f| f.rate)
+    }
+
+    fn print(&self, args: &Args, load_start: String, load_end: String) {
+        let single = self.floor(1);
+        println!("| measurement | result | goal | verdict |");
+        println!("|---|---|---|---|");
+        println!(
+            "| SQLite floor: {} raw inserts, 1 per transaction | {:.0} inserts/s | | |",
+            args.pods, single
+        );
+        for c in &self.creates {
+            let (p50, p99) = (pct(&c.latencies, 50.0), pct(&c.latencies, 99.0));
+            println!(
+                "| create {} pods, {} client{} | {:.0} pods/s (per create p50 {}, p99 {}) | | |",
+                c.pods,
+                c.concurrency,
+                if c.concurrency == 1 { "" } else { "s" },
+                c.rate(),
+                ms(p50),
+                ms(p99)
+            );
+            let r = c.rate() / single;
+            println!(
+                "| ratio: create ({} client{}) / floor (1 per transaction) | {:.0}% | >= 50% | {} |",
+                c.concurrency,
+                if c.concurrency == 1 { "" } else { "s" },
+                r * 100.0,
+                verdict(r >= 0.5)
+            );
+            if c.concurrency > 1 {
+                let batched = self.floor(c.concurrency);
+                let rb = c.rate() / batched;
+                println!(
+                    "| SQLite floor, batched: {} per transaction | {:.0} inserts/s | | |",
+                    c.concurrency, batched
+                );
+                println!(
+                    "| ratio: create ({} clients) / batched floor ({} per transaction), stricter | {:.0}% | >= 50% | {} |",
+                    c.concurrency,
+                    c.concurrency,
+                    rb * 100.0,
+                    verdict(rb >= 0.5)
+                );
+            }
+        }
+        println!(
+            "| get one pod (JSON), {} sequential | p50 {}, p99 {} | | |",
+            self.gets.len(),
+            ms(pct(&self.gets, 50.0)),
+            ms(pct(&self.gets, 99.0))
+        );
+        let lp99 = pct(&self.paged.times, 99.0);
+        println!(
+            "| list {} pods as Table like kubectl ({} pages of limit={KUBECTL_PAGE}, {} KiB), {} runs | p50 {}, p99 {} | < 100 ms | {} |",
+            args.list_pods,
+            self.paged.pages,
+            self.paged.bytes / 1024,
+            self.paged.times.len(),
+            ms(pct(&self.paged.times, 50.0)),
+            ms(lp99),
+            verdict(lp99 < Duration::from_millis(100))
+        );
+        println!(
+            "| list {} pods as Table in one request ({} KiB), {} runs | p50 {}, p99 {} | | |",
+            args.list_pods,
+            self.whole.bytes / 1024,
+            self.whole.times.len(),
+            ms(pct(&self.whole.times, 50.0)),
+            ms(pct(&self.whole.times, 99.0))
+        );
+        match &self.kubectl {
+            KubectlResult::Ran { cold, warm } => println!(
+                "| `kubectl get pods` end to end, {} pods (process start to exit) | cold discovery cache {}, warm {} | reference | |",
+                args.list_pods,
+                ms(*cold),
+                ms(*warm)
+            ),
+            KubectlResult::Missing(k) => println!("| `kubectl get pods` end to end | not run: {k} not found | reference | |"),
+        }
+        let w = &self.watch;
+        let wp99 = pct(&w.delays, 99.0);
+        println!(
+            "| watch fan-out: {} watchers x {} creates, delay after the write's response | p50 {}, p99 {}, max {} | p99 < 50 ms | {} |",
+            w.watchers,
+            w.writes,
+            ms(pct(&w.delays, 50.0)),
+            ms(wp99),
+            ms(pct(&w.delays, 100.0)),
+            verdict(wp99 < Duration::from_millis(50) && w.missing == 0)
+        );
+        println!(
+            "| watch fan-out, delay after the write was sent | p50 {}, p99 {}, max {} | | |",
+            ms(pct(&w.from_send, 50.0)),
+            ms(pct(&w.from_send, 99.0)),
+            ms(pct(&w.from_send, 100.0))
+        );
+        println!(
+            "| watch events received / expected | {} / {} ({} missing; {} arrived before the writer read its response, counted as 0) | all | {} |",
+            w.delays.len(),
+            w.watchers * w.writes,
+            w.missing,
+            w.early,
+            verdict(w.missing == 0)
+        );
+        println!();
+        println!("Method:");
+        println!(
+            "- One machine, {} CPUs, load average {load_start} at start and {load_end} at end; everything over 127.0.0.1. \
+             `berth server` (release) runs with a fresh data dir; clients use HTTPS ({:?} negotiated through ALPN), \
+             rustls with ring, the admin bearer token, one connection per client.",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            self.version
+        );
+        println!(
+            "- Floor: the same Pod JSON bodies inserted into a fresh SQLite file on the same disk as the server's \
+             data dir, one connection, journal_mode=WAL and synchronous=FULL (the store's defaults, with its other \
+             pragmas), into one `kv(key PRIMARY KEY, value)` table; 1 insert per transaction, and for C clients also \
+             C inserts per transaction, since the store commits concurrent writes as one group (that batched floor is \
+             an upper bound for group commit). berth writes each object twice (current state and watch history) plus \
+             metadata; the floor writes it once."
+        );
+        println!(
+            "- Create: {} Pods per run, C clients each taking the next Pod until none are left; pods/s = Pods / wall time \
+             of the run; connections are opened and 100 warm-up creates are done before any clock starts.",
+            args.pods
+        );
+        println!(
+            "- Get and list times are client-side wall time from sending the request to the last body byte, so they \
+             include loopback and TLS on top of server time; list runs use kubectl's exact Table Accept header and \
+             follow `continue` like kubectl (p99 of {} runs is close to their maximum). `kubectl get pods` is timed \
+             once with an empty discovery cache and once warm, including process start.",
+            args.list_runs
+        );
+        println!(
+            "- Watch: {} watchers `?watch=true&resourceVersion=<list RV>` (JSON, own connection each), then one writer \
+             creates {} Pods sequentially, {} ms apart ({:.1} s in all); each watcher stamps an event when the chunk \
+             holding it arrives; delay = that stamp minus the moment the writer had read the create's response.",
+            w.watchers,
+            w.writes,
+            args.watch_interval_ms,
+            w.write_span.as_secs_f64()
+        );
+        match self.shutdown {
+            Some(Some(status)) if status.success() => println!("- The server stopped cleanly on SIGTERM."),
+            Some(Some(status)) => println!("- The server exited with {status} on SIGTERM."),
+            Some(None) => println!("- The server did not stop within {}s of SIGTERM and was killed.", STOP_TIMEOUT.as_secs()),
+            None => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let sample: Vec<Duration> = (1..=100).rev().map(d).collect();
+        assert_eq!(pct(&sample, 50.0), d(50));
+        assert_eq!(pct(&sample, 99.0), d(99));
+        assert_eq!(pct(&sample, 100.0), d(100));
+        assert_eq!(pct(&[d(7)], 99.0), d(7));
+        assert_eq!(pct(&[], 50.0), Duration::ZERO);
+        // 20 runs: p99 is the maximum.
+        let twenty: Vec<Duration> = (1..=20).map(d).collect();
+        assert_eq!(pct(&twenty, 99.0), d(20));
+    }
+
+    #[test]
+    fn floor_inserts_every_row_in_wal_mode_for_any_batch_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = pod_rows("ns", 50);
+        for per_txn in [1, 7, 64] {
+            let path = dir.path().join(format!("f{per_txn}.db"));
+            sqlite_floor(&path, &rows, per_txn).unwrap();
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+            assert_eq!(mode, "wal");
+            let n: i64 = conn.query_row("SELECT count(*) FROM kv", [], |r| r.get(0)).unwrap();
+            assert_eq!(n, 50);
+        }
+    }
+
+    #[test]
+    fn pod_bodies_are_named_pods_with_stable_keys() {
+        let rows = pod_rows("bench-c1", 3);
+        assert_eq!(rows[2].0, "/registry/core/pods/bench-c1/pod-00002");
+        let pod: Value = serde_json::from_slice(&rows[2].1).unwrap();
+        assert_eq!(pod["kind"], "Pod");
+        assert_eq!(pod["metadata"]["name"], "pod-00002");
+        assert_eq!(pod_bodies("pod", 3)[2], rows[2].1, "the floor inserts the bodies the server gets");
+    }
+
+    #[test]
+    fn continue_token_is_read_from_table_metadata() {
+        let page = json!({"kind": "Table", "metadata": {"continue": "abc", "resourceVersion": "9"}, "rows": []});
+        assert_eq!(continue_token(page.to_string().as_bytes()).unwrap().as_deref(), Some("abc"));
+        let last = json!({"kind": "Table", "metadata": {"continue": ""}, "rows": []});
+        assert_eq!(continue_token(last.to_string().as_bytes()).unwrap(), None);
+        assert!(continue_token(b"not json").is_err());
+    }
+
+    #[test]
+    fn kubeconfig_is_parsed_and_the_token_never_shows_in_debug() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: berth\n  cluster:\n    server: https://127.0.0.1:7443/\n    certificate-authority-data: {}\nusers:\n- name: admin\n  user:\n    token: s3cr3t-token\n",
+            base64::engine::general_purpose::STANDARD.encode(ca)
+        );
+        let path = dir.path().join("admin.kubeconfig");
+        std::fs::write(&path, text).unwrap();
+        let ep = Endpoint::from_kubeconfig(&path).unwrap();
+        assert_eq!(ep.base, "https://127.0.0.1:7443");
+        assert_eq!(ep.ca_pem, ca);
+        assert_eq!(ep.url("/readyz"), "https://127.0.0.1:7443/readyz");
+        assert!(!format!("{ep:?}").contains("s3cr3t"));
+        std::fs::write(&path, "users: []\n").unwrap();
+        let err = Endpoint::from_kubeconfig(&path).unwrap_err().to_string();
+        assert!(err.contains("clusters[0].cluster.server"), "{err}");
+    }
+}
