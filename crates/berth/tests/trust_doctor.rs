@@ -2,7 +2,9 @@
 //! the testkit front proxy (to present broken chains in front of a working registry) and its CDN
 //! with its own CA: the chain and fingerprints shown, the verdict, the failing step with its
 //! host:port, and that trusting the right CA for that host (certs.d layout) makes doctor pass and
-//! the pull work, while another host stays untrusted.
+//! the pull work, while another host stays untrusted. `berth trust add/list/remove` are run the
+//! same way: the fingerprint picks the CA from the presented chain, problems trust cannot fix are
+//! refused before anything is written, and the next pull uses what was written.
 
 use std::path::Path;
 use std::process::Command;
@@ -77,6 +79,22 @@ fn pull(image: &str, hosts: &Path, root: &Path, extra: &[&str]) -> Run {
     ];
     args.extend_from_slice(extra);
     berth(&args)
+}
+
+fn trust_add(host: &str, hosts: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["trust", "add", host, "--hosts-dir", hosts.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    berth(&args)
+}
+
+fn audit_lines(hosts: &Path) -> Vec<Value> {
+    match std::fs::read_to_string(hosts.join(".berth-trust.log")) {
+        Ok(text) => text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 /// Writes `pem` as `DIR/HOST:PORT/ca.crt` (Docker certs.d layout).
@@ -358,6 +376,16 @@ async fn expired_leaf_and_wrong_san_fail_at_tls_and_trust_does_not_override_them
             presented(&fetched),
             vec![fp, pki.intermediate.fingerprint_sha256()]
         );
+
+        // trust cannot fix it: add refuses with the reason and writes nothing
+        let fresh = tempfile::tempdir().unwrap();
+        let fp = format!("sha256:{}", pki.intermediate.fingerprint_sha256());
+        let r = trust_add(&host, fresh.path(), &["--fingerprint", &fp]);
+        assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains("would not fix its TLS"), "{}", r.stderr);
+        assert!(r.stderr.contains(words), "{}", r.stderr);
+        assert!(audit_lines(fresh.path()).is_empty());
+        assert!(!fresh.path().join(&host).exists());
     }
 }
 
@@ -381,13 +409,190 @@ async fn self_signed_leaf_is_named_and_pinning_it_for_that_host_works() {
     let (code, fetched) = trust_fetch(&host, dir.path());
     assert_eq!(code, 2);
     assert_eq!(fetched["verdict"], "self_signed_leaf");
-    assert_eq!(presented(&fetched), vec![fp]);
+    assert_eq!(presented(&fetched), vec![fp.clone()]);
     assert_eq!(fetched["presented"][0]["self_signed"], true);
 
-    trust_host(dir.path(), &host, &pem);
+    let r = trust_add(
+        &host,
+        dir.path(),
+        &["--fingerprint", &format!("sha256:{fp}")],
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(&format!("trusted sha256:{fp}")),
+        "{}",
+        r.stdout
+    );
     let (code, report) = doctor(&image, dir.path(), &[]);
     assert_passes(code, &report);
     assert_pulls(&image, dir.path(), &[], &img);
+    // the same certificate written by hand (certs.d layout) works as well
+    let by_hand = tempfile::tempdir().unwrap();
+    trust_host(by_hand.path(), &host, &pem);
+    assert_pulls(&image, by_hand.path(), &[], &img);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_add_by_fingerprint_fixes_the_next_pull_for_that_host_only() {
+    let pki = TestPki::new().unwrap();
+    let (reg, img) = registry(&pki, false).await;
+    let host = reg.host_port();
+    let image = format!("{host}/team/app:v1");
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("certs.d");
+    let root = dir.path().join("root");
+
+    let r = pull(&image, &hosts, &root, &[]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains("x509: certificate signed by unknown authority"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains(&host), "{}", r.stderr);
+
+    // refused, nothing written: a fingerprint nobody presented, the server's own leaf, and
+    // --from-server without a terminal to confirm on
+    let r = trust_add(
+        &host,
+        &hosts,
+        &["--fingerprint", &format!("sha256:{}", "0".repeat(64))],
+    );
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains(&format!("{host} presented no certificate with fingerprint")),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&pki.intermediate.fingerprint_sha256()),
+        "lists what was presented: {}",
+        r.stderr
+    );
+    let (_, fetched) = trust_fetch(&host, &hosts);
+    let leaf = reg_leaf_fingerprint(&fetched);
+    let r = trust_add(&host, &hosts, &["--fingerprint", &leaf]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("not a CA"), "{}", r.stderr);
+    let r = trust_add(&host, &hosts, &["--from-server"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("standard input is not one"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&format!(
+            "--fingerprint sha256:{}",
+            pki.intermediate.fingerprint_sha256()
+        )),
+        "{}",
+        r.stderr
+    );
+    let r = trust_add(&host, &hosts, &[]);
+    assert_eq!(r.code, 1);
+    assert!(audit_lines(&hosts).is_empty());
+
+    // the fingerprint as an admin may paste it: upper case with colons
+    let colons =
+        testkit::pki::fingerprint_sha256_colons(pki.intermediate.cert_der()).to_uppercase();
+    let r = trust_add(&host, &hosts, &["--fingerprint", &colons]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let fp = pki.intermediate.fingerprint_sha256();
+    assert!(
+        r.stdout.contains(&format!("trusted sha256:{fp}")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&format!("for {host} only")),
+        "{}",
+        r.stdout
+    );
+    assert_pulls(&image, &hosts, &[], &img);
+    let again = trust_add(&host, &hosts, &["--fingerprint", &fp]);
+    assert_eq!(again.code, 0);
+    assert!(again.stdout.contains("already trusted"), "{}", again.stdout);
+
+    let audit = audit_lines(&hosts);
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0]["action"], "add");
+    assert_eq!(audit[0]["host"], host.as_str());
+    assert_eq!(audit[0]["fingerprint"], format!("sha256:{fp}"));
+
+    let listed = berth(&[
+        "trust",
+        "list",
+        "--hosts-dir",
+        hosts.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    let listed = json(&listed);
+    let entries = listed["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{listed:#}");
+    assert_eq!(entries[0]["host"], host.as_str());
+    assert_eq!(entries[0]["fingerprint"], format!("sha256:{fp}"));
+    assert_eq!(entries[0]["managed"], true);
+
+    // host B, same CA, other port: still untrusted
+    let b = front(&reg, pki.server(["127.0.0.1"]).unwrap(), &pki).await;
+    let r = pull(
+        &format!("{}/team/app:v1", b.host_port()),
+        &hosts,
+        &root,
+        &[],
+    );
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stderr.contains(&b.host_port()), "{}", r.stderr);
+    assert!(r.stderr.contains("unknown authority"), "{}", r.stderr);
+
+    // a CA file given by an administrator, for B only
+    let ca_file = dir.path().join("root-ca.pem");
+    std::fs::write(&ca_file, pki.ca_pem()).unwrap();
+    let r = trust_add(
+        &b.host_port(),
+        &hosts,
+        &["--ca-file", ca_file.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(&format!("for {} only", b.host_port())),
+        "{}",
+        r.stdout
+    );
+    assert_pulls(&format!("{}/team/app:v1", b.host_port()), &hosts, &[], &img);
+    assert_eq!(audit_lines(&hosts)[1]["host"], b.host_port().as_str());
+
+    // remove undoes it, logged
+    let r = berth(&[
+        "trust",
+        "remove",
+        &host,
+        "--hosts-dir",
+        hosts.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&format!("removed sha256:{fp}")),
+        "{}",
+        r.stdout
+    );
+    let r = pull(&image, &hosts, &dir.path().join("root2"), &[]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert_eq!(audit_lines(&hosts)[2]["action"], "remove");
+    assert_eq!(audit_lines(&hosts)[2]["host"], host.as_str());
+    let r = berth(&[
+        "trust",
+        "remove",
+        &host,
+        "--hosts-dir",
+        hosts.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

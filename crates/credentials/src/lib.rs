@@ -6,6 +6,7 @@
 //! or `auth` value (they live in [`SecretString`]), never pass a secret as a process argument, and never talk to
 //! a registry (that is the `registry` crate's job).
 
+pub mod candidates;
 pub mod docker_config;
 pub mod helper;
 pub mod keyring;
@@ -14,6 +15,10 @@ pub mod redact;
 
 use std::path::{Path, PathBuf};
 
+pub use candidates::{
+    Candidates, CredentialSources, SourceNote, credentials_to_try, docker_config_path,
+    helper_server_url, read_secret_files,
+};
 pub use docker_config::{DecodeError, DockerCliConfig, DockerConfigEntry};
 pub use helper::{HelperError, HelperRunner};
 pub use keyring::{IgnoredKey, KeyVerdict, Keyring, MatchedCredential, Origin};
@@ -34,6 +39,8 @@ pub enum CredentialError {
     DockerConfig { path: String, problem: DecodeError },
     #[error(transparent)]
     Helper(#[from] HelperError),
+    #[error("no Docker config path: set DOCKER_CONFIG or HOME, or pass --docker-config FILE")]
+    NoDockerConfigPath,
     #[error("image {image:?}: {source}")]
     Image {
         image: String,

@@ -19,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod model;
 pub mod parse;
+pub mod source;
 pub mod trust;
 pub mod watch;
 
@@ -28,5 +29,6 @@ pub use config::{
 };
 pub use error::HostsError;
 pub use model::{Capabilities, ClientPair, Endpoint, Headers};
+pub use source::{TrustSource, effective_hosts_dir};
 pub use trust::{TrustEntry, TrustListing, TrustStore};
 pub use watch::Watched;

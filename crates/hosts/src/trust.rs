@@ -11,7 +11,8 @@
 //!
 //! It must never write a CA into a folder that governs another host (a `server` on another
 //! host:port, a `_default` folder), never accept a certificate that cannot be a trust anchor
-//! (`CA:FALSE`), never download or infer a certificate, and never touch files it did not write
+//! (`CA:FALSE` issued by someone else; a self-signed `CA:FALSE` server certificate is accepted as a
+//! pin: it can vouch only for itself, and only for the host:port it is written for), never download or infer a certificate, and never touch files it did not write
 //! except the `ca` entries it manages.
 
 use std::io::Write;
@@ -105,8 +106,10 @@ fn inspect(der: CertificateDer<'static>) -> Result<CertInfo, HostsError> {
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
         .map_err(|e| trust_err(format!("certificate cannot be parsed: {e}")))?;
     let subject = cert.subject().to_string();
+    let self_signed = cert.subject().as_raw() == cert.issuer().as_raw();
     if let Ok(Some(bc)) = cert.basic_constraints()
         && !bc.value.ca
+        && !self_signed
     {
         return Err(trust_err(format!(
             "certificate {subject:?} is not a CA (basicConstraints CA:FALSE) and cannot be a trust anchor; add the CA that issued the registry's certificate (berth trust fetch shows the chain)"
@@ -746,10 +749,16 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let store = TrustStore::new(d.path());
         let host = HostPort::new("reg.example", 5000);
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "issuing ca");
+        let issuer = rcgen::Issuer::new(ca_params, rcgen::KeyPair::generate().unwrap());
         let mut params = rcgen::CertificateParams::new(vec!["reg.example".to_string()]).unwrap();
         params.is_ca = rcgen::IsCa::ExplicitNoCa;
         let leaf = params
-            .self_signed(&rcgen::KeyPair::generate().unwrap())
+            .signed_by(&rcgen::KeyPair::generate().unwrap(), &issuer)
             .unwrap();
         let e = store
             .add(&host, leaf.pem().as_bytes())
@@ -779,6 +788,24 @@ mod tests {
             !store.audit_log_path().exists(),
             "nothing was changed, nothing logged"
         );
+    }
+
+    #[test]
+    fn a_self_signed_server_certificate_is_accepted_as_a_pin_for_its_host_only() {
+        let d = tempfile::tempdir().unwrap();
+        let store = TrustStore::new(d.path()).with_user("test");
+        let host = HostPort::new("reg.example", 5000);
+        let mut params = rcgen::CertificateParams::new(vec!["reg.example".to_string()]).unwrap();
+        params.is_ca = rcgen::IsCa::ExplicitNoCa;
+        let leaf = params
+            .self_signed(&rcgen::KeyPair::generate().unwrap())
+            .unwrap();
+        let added = store.add(&host, leaf.pem().as_bytes()).unwrap();
+        assert_eq!(added.len(), 1);
+        assert_eq!(added[0].fingerprint, fingerprint(leaf.der()));
+        let listing = store.list();
+        assert_eq!(listing.entries.len(), 1);
+        assert_eq!(listing.entries[0].host, "reg.example:5000");
     }
 
     #[test]

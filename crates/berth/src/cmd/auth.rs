@@ -1,16 +1,16 @@
 //! `berth auth ...`: explain registry credentials. `berth auth match IMAGE --secret FILE... [--docker-config
 //! [FILE]]` lists, in the order kubelet would try them, the credentials that match an image: pod secrets in the
 //! order given (like `imagePullSecrets`), then the node Docker config's `auths`, then (a berth addition, only with
-//! `--docker-config`) a configured credential helper. It prints where each came from, the key that matched and
+//! `--docker-config`) a configured credential helper; the list comes from `credentials::credentials_to_try`, the
+//! function `berth pull` and `berth doctor` use, so what is shown is what a pull tries. It prints where each came from, the key that matched and
 //! the user name; it must never print a password, token or `auth` value. Exit status: 0 when at least one
 //! credential matches, 1 when none does (the pull would be anonymous) or an input is invalid.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use credentials::{
-    DockerCliConfig, HelperRunner, KeyVerdict, Keyring, MatchedCredential, Origin, PullKeyring,
-    PullSecret,
+    CredentialSources, HelperRunner, KeyVerdict, Keyring, MatchedCredential, Origin,
 };
 
 #[derive(clap::Subcommand)]
@@ -122,77 +122,18 @@ fn verdicts(k: &Keyring, repository: &str) -> Vec<KeyVerdict> {
     k.explain(repository)
 }
 
-/// The server URL Docker passes to helpers for a registry domain.
-fn helper_server_url(domain: &str) -> String {
-    if domain == "docker.io" {
-        "https://index.docker.io/v1/".to_owned()
-    } else {
-        domain.to_owned()
-    }
-}
-
-fn read_secrets(paths: &[PathBuf]) -> Result<Vec<PullSecret>> {
-    let mut out = Vec::new();
-    for p in paths {
-        let bytes =
-            std::fs::read(p).with_context(|| format!("reading secret manifest {}", p.display()))?;
-        out.extend(PullSecret::from_manifest(&bytes, &p.display().to_string())?);
-    }
-    Ok(out)
-}
-
 fn match_image(args: MatchArgs) -> Result<i32> {
-    let secrets = read_secrets(&args.secrets)?;
-    let mut keyring = PullKeyring::from_secrets(&secrets)?;
-    let mut helper_note: Vec<JsonNote> = Vec::new();
-    let mut docker_config: Option<(PathBuf, DockerCliConfig)> = None;
-    if let Some(arg) = &args.docker_config {
-        let path = match arg {
-            Some(p) => p.clone(),
-            None => credentials::default_docker_config_path().context(
-                "no Docker config path: set DOCKER_CONFIG or HOME, or pass --docker-config FILE",
-            )?,
-        };
-        let cfg = credentials::load_docker_config(&path)?;
-        keyring.add_node_config(&path, &cfg);
-        docker_config = Some((path, cfg));
-    }
-    let lookup = keyring.lookup(&args.image)?;
-    let mut found = lookup.credentials.clone();
-
-    if let Some((path, cfg)) = &docker_config {
-        let domain = oci::Reference::parse_normalized(&args.image)?
-            .domain()
-            .to_owned();
-        if let Some(helper) = cfg.helper_for(&domain) {
-            let url = helper_server_url(&domain);
-            let origin = Origin::Helper {
-                name: helper.to_owned(),
-                path: path.display().to_string(),
-            };
-            match HelperRunner::default().get(helper, &url, &path.display().to_string()) {
-                Ok(Some(entry)) => found.push(MatchedCredential {
-                    origin,
-                    key: url.clone(),
-                    normalized_key: url,
-                    default_registry_fallback: false,
-                    credential: entry,
-                }),
-                Ok(None) => helper_note.push(JsonNote {
-                    source: origin.to_string(),
-                    reason: format!("has no credential for {url}"),
-                }),
-                Err(e) => helper_note.push(JsonNote {
-                    source: origin.to_string(),
-                    reason: e.to_string(),
-                }),
-            }
-        }
-    }
+    let sources = CredentialSources {
+        secrets: args.secrets.clone(),
+        docker_config: args.docker_config.clone(),
+    };
+    // the same function `berth pull` and `berth doctor` build their attempts with
+    let found = credentials::credentials_to_try(&args.image, &sources, &HelperRunner::default())?;
+    let keyring = &found.keyring;
 
     let mut keys = Vec::new();
     for k in [keyring.pod(), keyring.node()] {
-        for v in verdicts(k, &lookup.repository) {
+        for v in verdicts(k, &found.repository) {
             for (origin, written) in &v.written {
                 keys.push(JsonKey {
                     source: origin.to_string(),
@@ -213,27 +154,29 @@ fn match_image(args: MatchArgs) -> Result<i32> {
             });
         }
     }
-    let mut skipped: Vec<JsonNote> = keyring
-        .skipped()
+    let skipped: Vec<JsonNote> = found
+        .notes
         .iter()
-        .map(|s| JsonNote {
-            source: s.origin.to_string(),
-            reason: format!("not used: {}", s.reason),
+        .map(|n| JsonNote {
+            source: n.source.clone(),
+            reason: n.reason.clone(),
         })
         .collect();
-    skipped.extend(helper_note);
 
     let report = JsonReport {
         image: args.image.clone(),
-        repository: lookup.repository.clone(),
-        matched: !found.is_empty(),
-        credentials: found.iter().map(json_credential).collect(),
+        repository: found.repository.clone(),
+        matched: !found.credentials.is_empty(),
+        credentials: found.credentials.iter().map(json_credential).collect(),
         keys,
         skipped,
     };
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Output::Text => print_text(&report, args.secrets.is_empty() && docker_config.is_none()),
+        Output::Text => print_text(
+            &report,
+            args.secrets.is_empty() && found.docker_config.is_none(),
+        ),
     }
     Ok(if report.matched { 0 } else { 1 })
 }

@@ -8,9 +8,9 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
-use credentials::{DockerCliConfig, PullKeyring, PullSecret};
+use credentials::{CredentialSources, HelperRunner, SecretString};
 use image::{Attempt, Progress, PullOptions, PullRequest, Puller};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
@@ -45,19 +45,57 @@ impl RootArgs {
     }
 }
 
+/// `--creds USER[:PASS]` as parsed: the password, when given, is held only in a redacting type, so a `{:?}` of
+/// the arguments never shows it.
+#[derive(Clone)]
+pub struct CredsArg {
+    user: String,
+    password: Option<SecretString>,
+}
+
+impl std::fmt::Debug for CredsArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredsArg")
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// clap value parser of `--creds`: USER:PASS (split at the first `:`) or USER alone.
+pub fn parse_creds(s: &str) -> Result<CredsArg, String> {
+    let (user, password) = match s.split_once(':') {
+        Some((u, p)) => (u, Some(SecretString::new(p))),
+        None => (s, None),
+    };
+    if user.is_empty() {
+        return Err(
+            "the user name is empty; pass USER:PASS, or USER and the password on standard input"
+                .into(),
+        );
+    }
+    Ok(CredsArg {
+        user: user.to_string(),
+        password,
+    })
+}
+
 /// Credential, trust and platform flags shared by every command that talks to a registry.
 #[derive(Args, Clone, Debug)]
 pub struct RegistryArgs {
     /// A kubernetes.io/dockerconfigjson or dockercfg Secret manifest (YAML or JSON), tried in order
     #[arg(long = "secret", value_name = "FILE")]
     pub secrets: Vec<PathBuf>,
-    /// Credentials USER:PASS, or USER alone to read the password from standard input (tried first)
-    #[arg(long, value_name = "USER[:PASS]")]
-    pub creds: Option<String>,
-    /// Also use a Docker config.json (default: $DOCKER_CONFIG/config.json or ~/.docker/config.json), tried last
+    /// Credentials USER, with the password read from standard input (not echoed on a terminal), tried first;
+    /// USER:PASS also works but exposes the password to other processes
+    #[arg(long, value_name = "USER[:PASS]", value_parser = parse_creds)]
+    pub creds: Option<CredsArg>,
+    /// Also use a Docker config.json, its auths and its credential helper (default: $DOCKER_CONFIG/config.json
+    /// or ~/.docker/config.json), tried last
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
     pub docker_config: Option<PathBuf>,
-    /// A certs.d-style directory: DIR/HOST:PORT/*.crt CAs and *.cert/*.key client pairs, per host
+    /// A hosts directory: containerd hosts.toml and Docker certs.d (DIR/HOST:PORT/*.crt CAs, *.cert/*.key client
+    /// pairs) per host:port, re-read when it changes (default: /etc/berth/certs.d when it exists)
     #[arg(long, value_name = "DIR")]
     pub hosts_dir: Option<PathBuf>,
     /// An extra CA bundle (PEM) trusted for every host, added to the system roots
@@ -69,15 +107,13 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
+    /// The trust every registry command uses: the hosts directory (watched) plus `--ca-file`.
+    pub(crate) fn trust(&self) -> anyhow::Result<hosts::TrustSource> {
+        trust_source(self.hosts_dir.as_deref(), &self.ca_files)
+    }
+
     pub(crate) fn client(&self) -> anyhow::Result<registry::Client> {
-        let trust = registry::TrustConfig {
-            ca_files: self.ca_files.clone(),
-            hosts_dir: self.hosts_dir.clone(),
-            ..Default::default()
-        };
-        Ok(registry::Client::new(registry::ClientConfig::with_trust(
-            trust,
-        ))?)
+        client_with(self.trust()?)
     }
 
     pub(crate) fn platform(&self) -> anyhow::Result<oci::Platform> {
@@ -89,39 +125,39 @@ impl RegistryArgs {
         }
     }
 
-    /// The credentials to try for `image`, in kubelet's order, after an explicit `--creds`.
+    /// The credentials to try for `image`: an explicit `--creds`, then what
+    /// [`credentials::credentials_to_try`] finds (the same list `berth auth match` prints).
     pub(crate) fn attempts(&self, image: &str) -> anyhow::Result<Vec<Attempt>> {
         let mut attempts = Vec::new();
         if let Some(creds) = &self.creds {
-            let (user, pass) = match creds.split_once(':') {
-                Some((u, p)) => (u.to_string(), p.to_string()),
-                None => (creds.clone(), read_password(creds)?),
+            let password = match &creds.password {
+                Some(p) => {
+                    warn_password_on_command_line();
+                    p.clone()
+                }
+                None => read_password(&creds.user)?,
             };
-            if user.is_empty() {
-                bail!("--creds: the user name is empty; pass USER:PASS or USER");
-            }
             attempts.push(Attempt {
-                label: format!("--creds user {user:?}"),
-                credential: Some(registry::Credential::password(user, pass)),
+                label: format!("--creds user {:?}", creds.user),
+                credential: Some(registry::Credential::password(
+                    creds.user.clone(),
+                    password.expose(),
+                )),
             });
         }
-        let mut secrets = Vec::new();
-        for path in &self.secrets {
-            let text = std::fs::read(path)
-                .with_context(|| format!("cannot read secret file {}", path.display()))?;
-            secrets.extend(PullSecret::from_manifest(&text, &path.display().to_string())?);
+        let sources = CredentialSources {
+            secrets: self.secrets.clone(),
+            docker_config: self.docker_config.clone().map(Some),
+        };
+        let found = credentials::credentials_to_try(image, &sources, &HelperRunner::default())?;
+        for note in &found.notes {
+            tracing::warn!(source = %note.source, reason = %note.reason, "credential source not used");
         }
-        let mut keyring = PullKeyring::from_secrets(&secrets)?;
-        if let Some(path) = &self.docker_config {
-            let (path, config) = load_docker_config(path)?;
-            keyring.add_node_config(&path, &config);
-        }
-        for skipped in keyring.skipped() {
-            tracing::warn!(secret = %skipped.origin, reason = %skipped.reason, "secret ignored");
-        }
-        let lookup = keyring.lookup(image)?;
-        for m in lookup.credentials {
-            let label = format!("{} key {:?} user {:?}", m.origin, m.key, m.credential.username);
+        for m in found.credentials {
+            let label = format!(
+                "{} key {:?} user {:?}",
+                m.origin, m.key, m.credential.username
+            );
             let credential = match &m.credential.identity_token {
                 Some(token) if !token.is_empty() => {
                     registry::Credential::identity_token(token.expose())
@@ -140,28 +176,52 @@ impl RegistryArgs {
     }
 }
 
-fn load_docker_config(path: &Path) -> anyhow::Result<(PathBuf, DockerCliConfig)> {
-    let path = if path.as_os_str().is_empty() {
-        credentials::default_docker_config_path()
-            .context("--docker-config: neither DOCKER_CONFIG nor HOME is set; pass a file")?
-    } else {
-        path.to_path_buf()
-    };
-    let config = credentials::load_docker_config(&path)?;
-    Ok((path, config))
+/// The hosts directory given (or the default one when it exists), watched, plus `ca_files` for every host.
+pub(crate) fn trust_source(
+    hosts_dir: Option<&Path>,
+    ca_files: &[PathBuf],
+) -> anyhow::Result<hosts::TrustSource> {
+    let dir = hosts::effective_hosts_dir(hosts_dir);
+    let src = hosts::TrustSource::open(dir.as_deref()).with_context(|| {
+        format!(
+            "cannot open the hosts directory {}",
+            dir.as_deref().unwrap_or(Path::new("")).display()
+        )
+    })?;
+    Ok(src.with_ca_files(ca_files.iter().cloned()))
 }
 
-fn read_password(user: &str) -> anyhow::Result<String> {
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        eprint!("password for {user}: ");
-        std::io::stderr().flush().ok();
-    }
-    let mut line = String::new();
-    stdin
-        .read_line(&mut line)
-        .context("--creds USER: cannot read the password from standard input")?;
-    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+/// A registry client over `trust`.
+pub(crate) fn client_with(trust: hosts::TrustSource) -> anyhow::Result<registry::Client> {
+    Ok(registry::Client::new(registry::ClientConfig {
+        hosts: Arc::new(trust),
+        ..registry::ClientConfig::default()
+    })?)
+}
+
+/// docker's CRED-08 warning, printed once per process.
+fn warn_password_on_command_line() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        eprintln!(
+            "warning: a password given with --creds USER:PASS is visible to other processes on this machine; use --creds USER and type the password, or pipe it on standard input"
+        );
+    });
+}
+
+/// The password for `--creds USER`: prompted without echo on a terminal, else one line of standard input.
+fn read_password(user: &str) -> anyhow::Result<SecretString> {
+    let line = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(format!("password for {user}: "))
+            .context("--creds USER: cannot read the password from the terminal")?
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("--creds USER: cannot read the password from standard input")?;
+        line
+    };
+    Ok(SecretString::new(line.trim_end_matches(['\r', '\n'])))
 }
 
 /// `berth pull`.
@@ -185,6 +245,9 @@ pub async fn pull(args: PullArgs) -> anyhow::Result<i32> {
     let reference = oci::Reference::parse_normalized(&args.image)
         .map_err(|e| anyhow::anyhow!("couldn't parse image name {:?}: {e}", args.image))?;
     let attempts = args.registry.attempts(&args.image)?;
+    // kubelet's second duration: everything from here, including waiting for the store's locks and another
+    // process's pull of the same blobs (the puller's own time is `pulled.elapsed`)
+    let started = std::time::Instant::now();
     let request = PullRequest {
         reference,
         attempts,
@@ -219,20 +282,35 @@ pub async fn pull(args: PullArgs) -> anyhow::Result<i32> {
                 "size": pulled.size,
                 "downloaded": pulled.downloaded,
                 "seconds": pulled.elapsed.as_secs_f64(),
+                "secondsIncludingWaiting": started.elapsed().max(pulled.elapsed).as_secs_f64(),
                 "credential": pulled.credential,
             })
         ),
         Output::Text => {
             println!(
-                "Successfully pulled image {:?} in {}. Image size: {} bytes.",
-                args.image,
-                go_duration_ms(pulled.elapsed),
-                pulled.size
+                "{}",
+                success_line(&args.image, pulled.elapsed, started.elapsed(), pulled.size)
             );
             println!("Digest: {}", pulled.target.digest);
         }
     }
     Ok(0)
+}
+
+/// kubelet's pull event message (1.28+): `Successfully pulled image "X" in <pull> (<total> including waiting).
+/// Image size: N bytes.` with Go's `%q` quoting and durations truncated to milliseconds.
+fn success_line(
+    image: &str,
+    pulled: std::time::Duration,
+    total: std::time::Duration,
+    size: u64,
+) -> String {
+    format!(
+        "Successfully pulled image {:?} in {} ({} including waiting). Image size: {size} bytes.",
+        image,
+        go_duration_ms(pulled),
+        go_duration_ms(total.max(pulled))
+    )
 }
 
 /// Go's `Duration.String()` of a duration truncated to milliseconds, as kubelet prints pull times.
@@ -276,14 +354,18 @@ impl image::ProgressSink for JsonProgress {
                 digest,
                 size,
                 offset,
-            } => json!({"event": "started", "digest": digest.to_string(), "size": size, "offset": offset}),
+            } => {
+                json!({"event": "started", "digest": digest.to_string(), "size": size, "offset": offset})
+            }
             // Byte counts are folded into "done"; one line per chunk would flood the output.
             Progress::BlobBytes { .. } => return,
             Progress::BlobDone {
                 digest,
                 size,
                 existed,
-            } => json!({"event": "done", "digest": digest.to_string(), "size": size, "existed": existed}),
+            } => {
+                json!({"event": "done", "digest": digest.to_string(), "size": size, "existed": existed})
+            }
         };
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");
@@ -350,7 +432,11 @@ impl image::ProgressSink for Bars {
             } => {
                 let bar = self.bar(&digest, size);
                 bar.set_position(size);
-                bar.finish_with_message(if existed { "already present" } else { "verified" });
+                bar.finish_with_message(if existed {
+                    "already present"
+                } else {
+                    "verified"
+                });
             }
         }
     }
@@ -392,7 +478,11 @@ pub async fn images(args: ImagesArgs) -> anyhow::Result<i32> {
                 println!(
                     "{:<60} {:<20} {:>12}",
                     r.name,
-                    format!("{}:{:.12}", r.target.digest.algorithm().as_str(), r.target.digest.hex()),
+                    format!(
+                        "{}:{:.12}",
+                        r.target.digest.algorithm().as_str(),
+                        r.target.digest.hex()
+                    ),
                     r.total_size.map(|s| s.to_string()).unwrap_or_default()
                 );
             }
@@ -435,8 +525,39 @@ pub async fn rmi(args: RmiArgs) -> anyhow::Result<i32> {
 
 #[cfg(test)]
 mod tests {
-    use super::go_duration_ms;
+    use super::{go_duration_ms, parse_creds, success_line};
     use std::time::Duration;
+
+    #[test]
+    fn success_line_is_kubelets_with_the_waiting_time() {
+        assert_eq!(
+            success_line(
+                "reg:5000/team/app:v1",
+                Duration::from_micros(1_234_567),
+                Duration::from_micros(1_300_900),
+                2048
+            ),
+            "Successfully pulled image \"reg:5000/team/app:v1\" in 1.234s (1.3s including waiting). Image size: 2048 bytes."
+        );
+    }
+
+    #[test]
+    fn creds_password_never_shows_in_debug_and_an_empty_user_is_refused() {
+        let c = parse_creds("alice:s3cret:with-colon").unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("alice") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+        assert_eq!(c.password.as_ref().unwrap().expose(), "s3cret:with-colon");
+        assert!(parse_creds("bob").unwrap().password.is_none());
+        assert!(
+            parse_creds(":pw")
+                .unwrap_err()
+                .contains("user name is empty")
+        );
+    }
 
     #[test]
     fn durations_print_like_go_truncated_to_milliseconds() {

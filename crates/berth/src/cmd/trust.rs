@@ -1,17 +1,23 @@
 //! `berth trust`: registry TLS trust per host:port from the command line. `fetch` connects to one
 //! host:port and prints the chain it presents (subject, issuer, validity, SANs, key type, SHA-256
 //! fingerprint) and the verdict against the trust that host gets today (`--hosts-dir`,
-//! `--ca-file`, system roots), with the fix. The probing and the verdict live in
-//! `registry::probe`; this module only formats. It must never trust, save or pin anything by
-//! itself (no trust on first use).
+//! `--ca-file`, system roots), with the fix. `add` trusts one CA for one host:port: from a file,
+//! or from the presented chain picked by a fingerprint checked out of band (or confirmed by a
+//! person on a terminal); before saving, the handshake is re-run with the candidate so a problem
+//! trust cannot fix (name mismatch, expired certificate) is refused with its reason. `list` and
+//! `remove` show and undo. The probing lives in `registry::probe`, the files and the audit log in
+//! `hosts::TrustStore`; this module only decides what to ask them and formats. It must never save
+//! a certificate nobody vouched for (no silent trust on first use) and never write trust for any
+//! host:port but the one named.
 
-use std::path::PathBuf;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::Args;
-use registry::{ChainReport, HostPort, Role, Verdict};
+use registry::{CertInfo, ChainReport, HostPort, Role, TlsErrorClass, Verdict};
 
-use crate::cmd::pull::Output;
+use crate::cmd::pull::{Output, client_with, trust_source};
 
 /// `berth trust ...`.
 #[derive(clap::Subcommand)]
@@ -22,6 +28,17 @@ pub enum Command {
     /// Exit status: 0 when the chain is trusted, 2 when it was fetched but is not trusted,
     /// 1 when the host could not be reached or an input is invalid.
     Fetch(FetchArgs),
+    /// Trust a CA for HOST[:PORT] only, written to the hosts directory (pulls and agents that
+    /// watch that directory use it at once) and recorded in its audit log.
+    ///
+    /// With --fingerprint, the certificate is taken from the chain the server presents and must
+    /// match the fingerprint you got from the registry's administrator. With --from-server alone,
+    /// the chain's CA is shown and you are asked to confirm (a terminal is required).
+    Add(AddArgs),
+    /// List the CAs trusted per host in the hosts directory.
+    List(ListArgs),
+    /// Stop trusting the CAs `berth trust add` wrote for HOST[:PORT] (all, or one by fingerprint).
+    Remove(RemoveArgs),
 }
 
 /// `berth trust fetch`.
@@ -29,7 +46,7 @@ pub enum Command {
 pub struct FetchArgs {
     /// The registry (or redirect target) as HOST[:PORT]; the port defaults to 443
     pub host: String,
-    /// A certs.d-style directory: DIR/HOST:PORT/*.crt CAs and *.cert/*.key client pairs, per host
+    /// A hosts directory (hosts.toml and certs.d layouts, per host:port; default: /etc/berth/certs.d when it exists)
     #[arg(long, value_name = "DIR")]
     pub hosts_dir: Option<PathBuf>,
     /// An extra CA bundle (PEM) trusted for every host, added to the system roots
@@ -40,9 +57,77 @@ pub struct FetchArgs {
     pub output: Output,
 }
 
+/// A SHA-256 fingerprint as lowercase hex (64 digits).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fingerprint(String);
+
+/// clap value parser: `sha256:HEX` or `HEX`, with or without colons, any case.
+pub fn parse_fingerprint(s: &str) -> Result<Fingerprint, String> {
+    let t = s.trim();
+    let t = match t.split_once(':') {
+        Some((alg, rest)) if alg.eq_ignore_ascii_case("sha256") => rest,
+        _ => t,
+    };
+    let hex: String = t.chars().filter(|c| *c != ':').collect();
+    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!(
+            "{s:?} is not a SHA-256 fingerprint: expected sha256: and 64 hex digits (colons allowed), as berth trust fetch prints"
+        ));
+    }
+    Ok(Fingerprint(hex.to_ascii_lowercase()))
+}
+
+/// `berth trust add`.
+#[derive(Args, Debug)]
+pub struct AddArgs {
+    /// The registry (or redirect target) as HOST[:PORT]; the port defaults to 443
+    pub host: String,
+    /// The SHA-256 fingerprint of the CA (or pinned self-signed certificate) to trust, as
+    /// `berth trust fetch` prints it
+    #[arg(long, value_name = "sha256:HEX", value_parser = parse_fingerprint)]
+    pub fingerprint: Option<Fingerprint>,
+    /// Take the CA from the chain the server presents; without --fingerprint, asks for
+    /// confirmation on a terminal
+    #[arg(long, conflicts_with = "ca_file")]
+    pub from_server: bool,
+    /// Trust the CA certificate(s) in this PEM file
+    #[arg(long = "ca-file", value_name = "FILE", conflicts_with = "fingerprint")]
+    pub ca_file: Option<PathBuf>,
+    /// The hosts directory to write to
+    #[arg(long, value_name = "DIR", default_value = hosts::DEFAULT_HOSTS_DIR)]
+    pub hosts_dir: PathBuf,
+}
+
+/// `berth trust list`.
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// The hosts directory
+    #[arg(long, value_name = "DIR", default_value = hosts::DEFAULT_HOSTS_DIR)]
+    pub hosts_dir: PathBuf,
+    /// Output format
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+/// `berth trust remove`.
+#[derive(Args, Debug)]
+pub struct RemoveArgs {
+    /// The host as HOST[:PORT]; the port defaults to 443
+    pub host: String,
+    /// Only the CA whose SHA-256 fingerprint starts with this (at least 8 hex digits)
+    #[arg(long, value_name = "sha256:HEX")]
+    pub fingerprint: Option<String>,
+    /// The hosts directory
+    #[arg(long, value_name = "DIR", default_value = hosts::DEFAULT_HOSTS_DIR)]
+    pub hosts_dir: PathBuf,
+}
+
 pub async fn run(c: Command) -> anyhow::Result<i32> {
     match c {
         Command::Fetch(a) => fetch(a).await,
+        Command::Add(a) => add(a).await,
+        Command::List(a) => list(a),
+        Command::Remove(a) => remove(a),
     }
 }
 
@@ -58,12 +143,7 @@ fn parse_host(s: &str) -> anyhow::Result<HostPort> {
 
 async fn fetch(a: FetchArgs) -> anyhow::Result<i32> {
     let host = parse_host(&a.host)?;
-    let client =
-        registry::Client::new(registry::ClientConfig::with_trust(registry::TrustConfig {
-            ca_files: a.ca_files.clone(),
-            hosts_dir: a.hosts_dir.clone(),
-            ..Default::default()
-        }))?;
+    let client = client_with(trust_source(a.hosts_dir.as_deref(), &a.ca_files)?)?;
     let report = client
         .fetch_chain(&host, Role::Registry)
         .await
@@ -73,6 +153,246 @@ async fn fetch(a: FetchArgs) -> anyhow::Result<i32> {
         Output::Text => print!("{}", render(&report)),
     }
     Ok(if report.verdict == Verdict::Ok { 0 } else { 2 })
+}
+
+/// The presented certificate to trust, chosen by fingerprint: a CA, or a self-signed leaf (pinned).
+fn pick<'a>(report: &'a ChainReport, want: &Fingerprint) -> anyhow::Result<&'a CertInfo> {
+    let host = &report.host;
+    let Some((i, cert)) = report
+        .presented
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.sha256 == want.0)
+    else {
+        let shown: Vec<String> = report
+            .presented
+            .iter()
+            .map(|c| format!("{} ({})", c.fingerprint(), c.subject))
+            .collect();
+        bail!(
+            "{host} presented no certificate with fingerprint sha256:{}; it presented {}. Check the fingerprint with the registry's administrator; if the CA is not sent by the server, get its file and use --ca-file",
+            want.0,
+            if shown.is_empty() {
+                "none".to_string()
+            } else {
+                shown.join(", ")
+            }
+        );
+    };
+    let pinned_self_signed_leaf = i == 0 && cert.self_signed;
+    if !cert.is_ca && !pinned_self_signed_leaf {
+        bail!(
+            "sha256:{} is {host}'s own certificate ({}), not a CA; trust the CA that issued it (berth trust fetch {host} shows the chain)",
+            want.0,
+            cert.subject
+        );
+    }
+    Ok(cert)
+}
+
+/// The CA a person is asked to confirm with `--from-server` alone.
+fn offered(report: &ChainReport) -> anyhow::Result<&CertInfo> {
+    report
+        .ca_to_trust()
+        .or_else(|| report.presented.first().filter(|c| c.self_signed))
+        .with_context(|| {
+            format!(
+                "{} presented no CA certificate and no self-signed one; get the CA file from the registry's administrator and use --ca-file",
+                report.host
+            )
+        })
+}
+
+fn confirm(report: &ChainReport, cert: &CertInfo) -> anyhow::Result<bool> {
+    let host = &report.host;
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "--from-server without --fingerprint needs a person to confirm on a terminal, and standard input is not one; check the fingerprint out of band (berth trust fetch {host}) and pass --fingerprint {}",
+            cert.fingerprint()
+        );
+    }
+    eprint!("{}", render(report));
+    eprintln!(
+        "Trust this certificate for {host} only?\n  Subject: {}\n  SHA-256: {}\nCompare the fingerprint with one obtained from the registry's administrator.",
+        cert.subject,
+        cert.fingerprint()
+    );
+    eprint!("Type yes to trust it: ");
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the confirmation")?;
+    Ok(matches!(
+        line.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}
+
+async fn add(a: AddArgs) -> anyhow::Result<i32> {
+    let host = parse_host(&a.host)?;
+    let store = hosts::TrustStore::new(&a.hosts_dir);
+    let pem = match (&a.ca_file, &a.fingerprint, a.from_server) {
+        (Some(file), _, _) => std::fs::read(file)
+            .with_context(|| format!("cannot read CA file {}", file.display()))?,
+        (None, None, false) => {
+            bail!(
+                "say which certificate to trust: --fingerprint sha256:HEX (see berth trust fetch {host}), --ca-file FILE, or --from-server to confirm on a terminal"
+            )
+        }
+        (None, want, _) => {
+            let current = client_with(trust_source(Some(&a.hosts_dir), &[])?)?;
+            let report = current
+                .fetch_chain(&host, Role::Registry)
+                .await
+                .with_context(|| format!("cannot fetch the certificate chain of {host}"))?;
+            let cert = match want {
+                Some(w) => pick(&report, w)?,
+                None => {
+                    let cert = offered(&report)?;
+                    if !confirm(&report, cert)? {
+                        eprintln!("not trusted: nothing was changed");
+                        return Ok(1);
+                    }
+                    cert
+                }
+            };
+            check_with_candidate(&host, &a.hosts_dir, cert).await?;
+            cert.pem.clone().into_bytes()
+        }
+    };
+    let added = store
+        .add(&host, &pem)
+        .with_context(|| format!("cannot trust the certificate for {host}"))?;
+    if added.is_empty() {
+        println!("already trusted for {host}: nothing was changed");
+    }
+    for e in &added {
+        println!(
+            "trusted sha256:{} ({}, valid until {}) for {} only: {}",
+            e.fingerprint,
+            e.subject,
+            e.not_after,
+            e.host,
+            e.file.display()
+        );
+    }
+    if !added.is_empty() {
+        println!("audit log: {}", store.audit_log_path().display());
+    }
+    Ok(0)
+}
+
+/// Re-runs the handshake with `cert` added for `host` (nothing saved) and refuses when that
+/// trust would not make it pass for a reason trust cannot fix.
+async fn check_with_candidate(host: &HostPort, dir: &Path, cert: &CertInfo) -> anyhow::Result<()> {
+    let label = format!("{} from {host}", cert.fingerprint());
+    let trial =
+        trust_source(Some(dir), &[])?.with_candidate(host.clone(), label, cert.pem.as_bytes())?;
+    let report = client_with(trial)?
+        .fetch_chain(host, Role::Registry)
+        .await
+        .with_context(|| format!("cannot re-check {host} with the certificate"))?;
+    match report.verdict {
+        Verdict::Ok => Ok(()),
+        // the chain verified; the client certificate is a separate step
+        Verdict::Failed(TlsErrorClass::ClientCertRequired | TlsErrorClass::ClientCertRejected) => {
+            eprintln!(
+                "note: {host} verifies with this CA but wants a client certificate: put client.cert and client.key in {}",
+                dir.join(host.to_string()).display()
+            );
+            Ok(())
+        }
+        Verdict::Failed(_) => bail!(
+            "not trusted: trusting {} for {host} would not fix its TLS: {}",
+            cert.fingerprint(),
+            match report.failure {
+                Some(f) => f.to_string(),
+                None => format!("{}; fix: {}", report.detail, report.fix.unwrap_or_default()),
+            }
+        ),
+    }
+}
+
+fn list(a: ListArgs) -> anyhow::Result<i32> {
+    let listing = hosts::TrustStore::new(&a.hosts_dir).list();
+    match a.output {
+        Output::Json => {
+            let entries: Vec<_> = listing
+                .entries
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "host": e.host,
+                        "fingerprint": format!("sha256:{}", e.fingerprint),
+                        "subject": e.subject,
+                        "notAfter": e.not_after,
+                        "file": e.file.display().to_string(),
+                        "managed": e.managed,
+                        "pinOk": e.pin_ok,
+                    })
+                })
+                .collect();
+            let errors: Vec<String> = listing.errors.iter().map(ToString::to_string).collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"entries": entries, "errors": errors})
+                )?
+            );
+        }
+        Output::Text => {
+            if listing.entries.is_empty() {
+                println!("no CA is trusted per host in {}", a.hosts_dir.display());
+            }
+            for e in &listing.entries {
+                let how = match (e.managed, e.pin_ok) {
+                    (true, true) => "berth trust",
+                    (true, false) => {
+                        "berth trust, PIN MISMATCH: the file no longer matches its name"
+                    }
+                    (false, _) => "written by hand",
+                };
+                println!("{}", e.host);
+                println!("  sha256:{}", e.fingerprint);
+                println!("  subject: {}, valid until {}", e.subject, e.not_after);
+                println!("  file: {} ({how})", e.file.display());
+            }
+            for err in &listing.errors {
+                eprintln!("error: {err}");
+            }
+        }
+    }
+    Ok(if listing.errors.is_empty() { 0 } else { 1 })
+}
+
+fn remove(a: RemoveArgs) -> anyhow::Result<i32> {
+    let host = parse_host(&a.host)?;
+    let store = hosts::TrustStore::new(&a.hosts_dir);
+    let removed = store
+        .remove(&host, a.fingerprint.as_deref())
+        .with_context(|| format!("cannot remove trust for {host}"))?;
+    if removed.is_empty() {
+        eprintln!(
+            "error: no CA written by berth trust add is trusted for {host} in {}{} (berth trust list shows them)",
+            a.hosts_dir.display(),
+            a.fingerprint
+                .as_deref()
+                .map(|f| format!(" matching {f}"))
+                .unwrap_or_default()
+        );
+        return Ok(1);
+    }
+    for e in &removed {
+        println!(
+            "removed sha256:{} ({}) for {}: {}",
+            e.fingerprint,
+            e.subject,
+            host,
+            e.file.display()
+        );
+    }
+    Ok(0)
 }
 
 /// The human-readable report.
@@ -137,7 +457,31 @@ pub fn render(r: &ChainReport) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_host;
+    use super::{parse_fingerprint, parse_host};
+
+    #[test]
+    fn fingerprint_takes_hex_with_or_without_colons_prefix_and_in_any_case() {
+        let hex = "ab".repeat(32);
+        let want = parse_fingerprint(&hex).unwrap();
+        assert_eq!(parse_fingerprint(&format!("sha256:{hex}")).unwrap(), want);
+        assert_eq!(
+            parse_fingerprint(&format!("SHA256:{}", hex.to_uppercase())).unwrap(),
+            want
+        );
+        let colons = vec!["AB"; 32].join(":");
+        assert_eq!(
+            parse_fingerprint(&format!("sha256:{colons}")).unwrap(),
+            want
+        );
+        assert_eq!(parse_fingerprint(&colons).unwrap(), want);
+        assert!(
+            parse_fingerprint("sha256:abcd")
+                .unwrap_err()
+                .contains("64 hex digits")
+        );
+        assert!(parse_fingerprint(&format!("sha1:{hex}")).is_err());
+        assert!(parse_fingerprint(&"zz".repeat(32)).is_err());
+    }
 
     #[test]
     fn host_argument_takes_host_port_and_defaults_to_443() {
