@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
@@ -107,15 +107,40 @@ pub fn token_scopes(repository: &str, challenge_scope: Option<&str>) -> Vec<Stri
     set.into_iter().collect()
 }
 
+/// The IPv4 address an IPv6 address stands for: IPv4-mapped (`::ffff:a.b.c.d`), NAT64 well-known
+/// prefix (`64:ff9b::a.b.c.d`, RFC 6052) and 6to4 (`2002:AABB:CCDD::/48`, RFC 3056). A target
+/// written in one of these forms reaches the embedded IPv4 host, so it is judged as that host.
+fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = v6.segments();
+    if let Some(m) = v6.to_ipv4_mapped() {
+        return Some(m);
+    }
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return Some(Ipv4Addr::new(
+            (s[6] >> 8) as u8,
+            s[6] as u8,
+            (s[7] >> 8) as u8,
+            s[7] as u8,
+        ));
+    }
+    if s[0] == 0x2002 {
+        return Some(Ipv4Addr::new(
+            (s[1] >> 8) as u8,
+            s[1] as u8,
+            (s[2] >> 8) as u8,
+            s[2] as u8,
+        ));
+    }
+    None
+}
+
 fn is_link_local_or_meta(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast(),
         IpAddr::V6(v6) => {
             v6.is_unspecified()
                 || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|m| is_link_local_or_meta(IpAddr::V4(m)))
+                || embedded_v4(v6).is_some_and(|m| is_link_local_or_meta(IpAddr::V4(m)))
         }
     }
 }
@@ -128,11 +153,15 @@ fn is_private_or_loopback(ip: IpAddr) -> bool {
                 || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
         }
         IpAddr::V6(v6) => {
+            let s = v6.segments();
             v6.is_loopback()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|m| is_private_or_loopback(IpAddr::V4(m)))
+                // unique local fc00::/7
+                || (s[0] & 0xfe00) == 0xfc00
+                // deprecated site-local fec0::/10 (still routed inside some sites)
+                || (s[0] & 0xffc0) == 0xfec0
+                // local-use NAT64 64:ff9b:1::/48 (RFC 8215)
+                || s[..3] == [0x64, 0xff9b, 1]
+                || embedded_v4(v6).is_some_and(|m| is_private_or_loopback(IpAddr::V4(m)))
         }
     }
 }
@@ -410,6 +439,17 @@ mod tests {
         assert!(!ok("https://127.0.0.3:5001/token", &https_reg));
         assert!(!ok("https://[::1]/token", &public_reg));
         assert!(!ok("https://[::ffff:127.0.0.1]/token", &public_reg));
+        // site-local, NAT64 and 6to4 forms of private, loopback and metadata addresses
+        assert!(!ok("https://[fec0::1]/token", &public_reg));
+        assert!(!ok("https://[64:ff9b::a9fe:a9fe]/token", &public_reg));
+        assert!(!ok("https://[64:ff9b::7f00:1]/token", &public_reg));
+        assert!(!ok("https://[64:ff9b:1::1]/token", &public_reg));
+        assert!(!ok("https://[2002:a00:5::1]/token", &public_reg));
+        assert!(!ok("https://[2002:a9fe:a9fe::1]/token", &public_reg));
+        // their public counterparts pass
+        assert!(ok("https://[64:ff9b::808:808]/token", &public_reg));
+        assert!(ok("https://[2002:808:808::1]/token", &public_reg));
+        assert!(ok("https://[2001:db8::1]/token", &public_reg));
         // same-host private realm (on-prem Harbor at 10.x)
         assert!(ok(
             "https://10.1.2.3:8443/service/token",

@@ -4,22 +4,25 @@
 //! error, and a `Content-Length` above the size fails before any byte is read), resumes after a
 //! dropped connection with `Range: bytes=N-` (validating `Content-Range`; when a server ignores the
 //! range and answers 200, it discards the first N bytes), gives up after a bounded number of
-//! resumes without progress, and fails with a clear "stalled" error when no byte arrives for the
-//! no-progress timeout. It asks for `Accept-Encoding: identity` so the size bound is the wire size.
-//! [`VerifyingStream`] hashes what passes through and turns a digest or size mismatch into the final
-//! item. Neither touches a disk: the caller's content store does the verified commit, and callers
+//! resumes without progress (a body that yields no byte for the no-progress timeout is such a
+//! failure, and is resumed too), and fails with a clear "too slow" error when fewer than the
+//! configured minimum bytes arrive in a throughput window, resumes included, so neither a trickle
+//! nor a connection that drops after every chunk holds a pull forever. It asks for
+//! `Accept-Encoding: identity` so the size bound is the wire size. [`VerifyingStream`] hashes what
+//! passes through and turns a digest or size mismatch into the final item. Neither touches a disk: the caller's content store does the verified commit, and callers
 //! must not treat bytes as trusted before the stream (or the store) has verified them.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::Stream;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use oci::{Digest, Digester};
 
-use crate::client::Followed;
-use crate::error::{ErrorKind, RegistryError, Role, render_chain};
+use crate::client::{Followed, MinThroughput};
+use crate::error::{RegistryError, Role, render_chain};
 use crate::origin::{HostPort, Origin};
 use crate::repository::{Repository, What};
 
@@ -94,6 +97,12 @@ struct State {
     pending: Option<Bytes>,
     failures: u32,
     done: bool,
+    /// [`crate::ClientConfig::min_blob_throughput`].
+    min: Option<MinThroughput>,
+    /// Start of the current throughput window.
+    window_start: Instant,
+    /// Bytes accepted in the current throughput window.
+    window_bytes: u64,
 }
 
 impl State {
@@ -109,6 +118,37 @@ impl State {
             got: self.offset,
             cause,
         }
+    }
+
+    /// Fails with [`RegistryError::TooSlow`] when the current throughput window is over and fewer
+    /// than the minimum bytes arrived in it; starts the next window otherwise.
+    fn check_throughput(&mut self, host: &HostPort, role: Role) -> Result<(), RegistryError> {
+        let Some(min) = self.min else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        if now.duration_since(self.window_start) < min.window {
+            return Ok(());
+        }
+        if self.window_bytes < min.bytes {
+            return Err(RegistryError::TooSlow {
+                host: host.clone(),
+                role,
+                what: self.what(),
+                got: self.window_bytes,
+                min_bytes: min.bytes,
+                window: min.window,
+            });
+        }
+        self.window_start = now;
+        self.window_bytes = 0;
+        Ok(())
+    }
+
+    /// Time until the current throughput window ends (`None` without a minimum).
+    fn window_left(&self) -> Option<Duration> {
+        self.min
+            .map(|m| m.window.saturating_sub(self.window_start.elapsed()))
     }
 
     async fn open(&mut self) -> Result<(), RegistryError> {
@@ -244,17 +284,36 @@ impl State {
         self.repo.status_error(f, "GET", what).await
     }
 
-    async fn read_chunk(&self, body: &mut Body) -> Result<Option<Bytes>, RegistryError> {
+    /// The next chunk of `body`. Fails as stalled when nothing arrives for the no-progress
+    /// timeout, and as too slow when a throughput window ends below the minimum (checked at each
+    /// window's end even while no chunk arrives).
+    async fn read_chunk(&mut self, body: &mut Body) -> Result<Option<Bytes>, RegistryError> {
         let timeout = self.repo.inner.client.config().no_progress_timeout;
-        match tokio::time::timeout(timeout, body.resp.chunk()).await {
-            Err(_) => Err(RegistryError::Stalled {
-                host: body.host.clone(),
-                role: body.role,
-                what: self.what(),
-                after: timeout,
-            }),
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(self.short_read(&body.host, render_chain(&e.without_url()))),
+        let started = Instant::now();
+        loop {
+            self.check_throughput(&body.host, body.role)?;
+            let stall_left = timeout.saturating_sub(started.elapsed());
+            if stall_left.is_zero() {
+                return Err(RegistryError::Stalled {
+                    host: body.host.clone(),
+                    role: body.role,
+                    what: self.what(),
+                    after: timeout,
+                });
+            }
+            let wait = match self.window_left() {
+                // just past the window's end, so the check above sees it over
+                Some(w) => stall_left.min(w + Duration::from_millis(1)),
+                None => stall_left,
+            };
+            // `chunk` is cancel-safe: a timed-out wait loses no data
+            match tokio::time::timeout(wait, body.resp.chunk()).await {
+                Err(_) => continue,
+                Ok(Ok(c)) => return Ok(c),
+                Ok(Err(e)) => {
+                    return Err(self.short_read(&body.host, render_chain(&e.without_url())));
+                }
+            }
         }
     }
 
@@ -272,9 +331,18 @@ impl State {
                     self.done = true;
                     return None;
                 }
+                let registry = self.repo.host().clone();
+                if let Err(e) = self.check_throughput(&registry, Role::Registry) {
+                    self.done = true;
+                    return Some(Err(e));
+                }
                 if let Err(e) = self.open().await {
-                    let retryable = matches!(e.kind(), ErrorKind::Network)
-                        && !matches!(e, RegistryError::Stalled { .. });
+                    let retryable = matches!(
+                        e,
+                        RegistryError::Network { .. }
+                            | RegistryError::ShortRead { .. }
+                            | RegistryError::Stalled { .. }
+                    );
                     if retryable && self.failures < policy.max_resume_without_progress {
                         self.failures += 1;
                         tokio::time::sleep(policy.backoff(self.failures)).await;
@@ -302,18 +370,26 @@ impl State {
                     self.done = true;
                     return None;
                 }
-                Err(e @ RegistryError::Stalled { .. }) => {
+                Err(e @ RegistryError::TooSlow { .. }) => {
                     self.done = true;
                     return Some(Err(e));
                 }
                 other => {
-                    let cause = match other {
-                        Err(e) => e.to_string(),
-                        _ => "connection closed before the end of the blob".to_string(),
+                    // a broken or stalled body: resume with Range within the budget
+                    let (cause, stalled) = match other {
+                        Err(e @ RegistryError::Stalled { .. }) => (e.to_string(), Some(e)),
+                        Err(e) => (e.to_string(), None),
+                        _ => (
+                            "connection closed before the end of the blob".to_string(),
+                            None,
+                        ),
                     };
                     if self.failures >= policy.max_resume_without_progress {
                         self.done = true;
-                        return Some(Err(self.short_read(&body.host, cause)));
+                        return Some(Err(match stalled {
+                            Some(e) => e,
+                            None => self.short_read(&body.host, cause),
+                        }));
                     }
                     self.failures += 1;
                     tracing::info!(digest = %self.digest, offset = self.offset, attempt = self.failures, %cause, "blob body broke, resuming with Range");
@@ -338,6 +414,7 @@ impl State {
             });
         }
         self.offset += c.len() as u64;
+        self.window_bytes += c.len() as u64;
         self.failures = 0;
         Ok(c)
     }
@@ -392,6 +469,14 @@ impl Repository {
             pending: None,
             failures: 0,
             done: false,
+            min: self
+                .inner
+                .client
+                .config()
+                .min_blob_throughput
+                .filter(|m| !m.window.is_zero()),
+            window_start: Instant::now(),
+            window_bytes: 0,
         };
         if offset < size {
             // open eagerly so auth, not-found and TLS errors surface from this call
@@ -488,6 +573,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
     use futures_util::StreamExt;
 
     #[test]

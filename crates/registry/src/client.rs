@@ -13,6 +13,7 @@
 //! full URL) or a URL query string into an error, and never retry a TLS failure over plain http.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -22,7 +23,7 @@ use rustls::RootCertStore;
 use url::Url;
 
 use crate::auth::check_target_address;
-use crate::error::{RegistryError, Role, render_chain, render_error_body};
+use crate::error::{RegistryError, Role, Scrub, render_chain, render_error_body_for};
 use crate::origin::{HostPort, Origin, Scheme, crosses_origin, redact_url};
 use crate::retry::{RetryPolicy, parse_retry_after};
 use crate::tls::{
@@ -46,8 +47,15 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Time allowed until response headers arrive (covers the TLS handshake).
     pub response_header_timeout: Duration,
-    /// A body that yields no bytes for this long fails as stalled.
+    /// A body that yields no bytes for this long is stalled. A stalled blob body is resumed with
+    /// `Range` (counted in [`RetryPolicy::max_resume_without_progress`]); other bodies fail.
     pub no_progress_timeout: Duration,
+    /// The slowest blob download accepted: a blob that receives fewer than
+    /// [`MinThroughput::bytes`] in any [`MinThroughput::window`] (time spent resuming included)
+    /// fails with [`RegistryError::TooSlow`], so a body that trickles or drops after every
+    /// chunk cannot hold a pull forever. `None` disables the check. Default: 32 KiB per 60 s
+    /// (about 550 bytes/s).
+    pub min_blob_throughput: Option<MinThroughput>,
     /// Largest manifest accepted.
     pub max_manifest_size: u64,
     /// Redirect hops followed (containerd: 10).
@@ -65,9 +73,28 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(30),
             response_header_timeout: Duration::from_secs(30),
             no_progress_timeout: Duration::from_secs(300),
+            min_blob_throughput: Some(MinThroughput::default()),
             max_manifest_size: DEFAULT_MAX_MANIFEST_SIZE,
             max_redirects: 10,
             user_agent: concat!("berth/", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}
+
+/// A minimum number of bytes per time window (see [`ClientConfig::min_blob_throughput`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MinThroughput {
+    /// Bytes that must arrive within each window.
+    pub bytes: u64,
+    /// The window length (must not be zero).
+    pub window: Duration,
+}
+
+impl Default for MinThroughput {
+    fn default() -> Self {
+        Self {
+            bytes: 32 * 1024,
+            window: Duration::from_secs(60),
         }
     }
 }
@@ -89,6 +116,8 @@ pub(crate) struct HostTransport {
     tls: Arc<rustls::ClientConfig>,
     /// [`HostConfigSource::generation`] this transport was built at.
     generation: u64,
+    /// The post-handshake TLS diagnosis already ran for this transport.
+    diagnosed: AtomicBool,
 }
 
 pub(crate) struct Inner {
@@ -117,6 +146,8 @@ impl std::fmt::Debug for Client {
 pub(crate) struct Ctx<'a> {
     pub(crate) registry: &'a Origin,
     pub(crate) repository: &'a str,
+    /// Secrets cut out of any server text that enters an error.
+    pub(crate) scrub: Scrub,
 }
 
 /// A response plus where it finally came from.
@@ -205,6 +236,7 @@ impl Client {
             config,
             tls,
             generation,
+            diagnosed: AtomicBool::new(false),
         });
         let mut map = self.inner.hosts.lock().expect("transport map");
         match map.get(host) {
@@ -228,15 +260,21 @@ impl Client {
         method: &Method,
         url: &Url,
     ) -> (RegistryError, bool) {
-        let post_handshake = !e.is_connect() && !e.is_timeout() && url.scheme() == "https";
+        let post_handshake = !e.is_connect()
+            && !e.is_timeout()
+            && url.scheme() == "https"
+            && closed_before_response(&e);
         let e = e.without_url();
         if let Some(f) = tls_failure(&e, host, role, &t.config, &self.inner.system_desc) {
             return (RegistryError::Tls(Box::new(f)), false);
         }
         // TLS 1.3 servers reject a missing or bad client certificate with an alert that arrives
         // after the handshake; hyper reports only "connection closed". Re-run the handshake once
-        // by hand to read that alert.
+        // by hand to read that alert: only for that symptom (the connection closed before any
+        // response byte) and only once per transport, so transient resets in a retry loop do not
+        // each cost a handshake and a request (to a CDN too).
         if post_handshake
+            && !t.diagnosed.swap(true, Ordering::SeqCst)
             && let Some(alert) =
                 diagnose_handshake(&t.tls, host, self.inner.cfg.connect_timeout).await
             && let Some(f) = tls_failure(&alert, host, role, &t.config, &self.inner.system_desc)
@@ -339,7 +377,10 @@ impl Client {
                             role,
                             repository: ctx.repository.to_string(),
                             retry_after: wait,
-                            reason: non_empty(render_error_body(&body), "429 Too Many Requests"),
+                            reason: non_empty(
+                                render_error_body_for(role, &body, &ctx.scrub),
+                                "429 Too Many Requests",
+                            ),
                         });
                     }
                     drop(resp);
@@ -356,7 +397,7 @@ impl Client {
                             url: redact_url(&url),
                             status: status.as_u16(),
                             attempts: attempt,
-                            detail: render_error_body(&body),
+                            detail: render_error_body_for(role, &body, &ctx.scrub),
                         });
                     }
                     drop(resp);
@@ -584,6 +625,31 @@ pub(crate) async fn read_capped_lossy(mut resp: reqwest::Response, cap: usize) -
         }
     }
     buf.freeze()
+}
+
+/// True when the error chain says the connection ended before a response arrived because the
+/// peer closed it (hyper's "incomplete message") or sent a TLS alert: the two symptoms a TLS 1.3
+/// post-handshake alert (`certificate_required`, `bad_certificate`) shows as. A reset, a refused
+/// connection or a timeout is not one of them.
+fn closed_before_response(e: &(dyn std::error::Error + 'static)) -> bool {
+    if crate::tls::find_rustls_error(e).is_some() {
+        return true;
+    }
+    // hyper keeps a connection's io error only as text ("connection error: received fatal
+    // alert: ..."), so the alert is recognised by its rustls wording
+    if render_chain(e).contains("received fatal alert") {
+        return true;
+    }
+    let mut cur = Some(e);
+    while let Some(x) = cur {
+        if x.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message)
+        {
+            return true;
+        }
+        cur = x.source();
+    }
+    false
 }
 
 /// Connects to `host`, completes a TLS handshake with the host's configuration (HTTP/1.1 ALPN),

@@ -179,6 +179,7 @@ fn error_host(err: &RegistryError) -> Option<HostPort> {
         | UnexpectedStatus { host, .. }
         | Network { host, .. }
         | Stalled { host, .. }
+        | TooSlow { host, .. }
         | RealmRefused { host, .. }
         | RedirectRefused { host, .. }
         | TooManyRedirects { host, .. }
@@ -486,6 +487,7 @@ async fn run(
     let ctx = Ctx {
         registry: &origin,
         repository: &repo_path,
+        scrub: crate::error::Scrub::default(),
     };
     let mut url = origin.base_url();
     url.set_path("/v2/");

@@ -44,7 +44,10 @@ impl fmt::Display for Role {
 /// Coarse classification the node agent branches on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
-    /// Credentials missing or rejected (401): try the next credential.
+    /// Credentials missing or rejected (a 401 from the registry, a 401/403 from its token realm):
+    /// try the next credential. A token server that answers garbage is [`ErrorKind::Protocol`] and
+    /// a challenge this client cannot answer is [`ErrorKind::Unsupported`]: another credential
+    /// would not help with either.
     Unauthorized,
     /// Authenticated but not allowed (403, `DENIED`, `insufficient_scope`): try the next credential.
     Denied,
@@ -60,7 +63,8 @@ pub enum ErrorKind {
     Tls,
     /// Bytes did not match their digest or declared size.
     Integrity,
-    /// A manifest or media type this client does not pull (schema1, unknown type, no platform).
+    /// A manifest or media type this client does not pull (schema1, unknown type, no platform),
+    /// or an authentication scheme it cannot answer.
     Unsupported,
     /// A response broke the protocol (bad JSON, bad headers, unexpected status).
     Protocol,
@@ -173,6 +177,22 @@ pub enum RegistryError {
         /// The no-progress timeout.
         after: Duration,
     },
+    /// A blob arrived slower than [`crate::ClientConfig::min_blob_throughput`] allows.
+    #[error("pull of {what} from {host} ({role}) is too slow: {got} bytes in the last {}s, below the minimum of {min_bytes} bytes per {}s; the registry or network is throttled or keeps dropping the connection (check the network path or lower the minimum blob throughput)", .window.as_secs_f64(), .window.as_secs_f64())]
+    TooSlow {
+        /// Host.
+        host: HostPort,
+        /// Its role.
+        role: Role,
+        /// `blob sha256:...`.
+        what: String,
+        /// Bytes received in the window.
+        got: u64,
+        /// The configured minimum per window.
+        min_bytes: u64,
+        /// The window.
+        window: Duration,
+    },
     /// TLS failure, classified.
     #[error(transparent)]
     Tls(Box<TlsFailure>),
@@ -220,7 +240,8 @@ pub enum RegistryError {
         /// Its role.
         role: Role,
     },
-    /// The token server answered, but not with a usable token.
+    /// The token server answered, but not with a usable token (bad JSON, no token, an unexpected
+    /// status other than 401/403): a server fault, classified [`ErrorKind::Protocol`].
     #[error("token realm {realm} for registry {host}: {reason}")]
     Token {
         /// Registry host.
@@ -331,19 +352,22 @@ impl RegistryError {
     pub fn kind(&self) -> ErrorKind {
         use RegistryError::*;
         match self {
-            Unauthorized { .. } | Token { .. } | UnsupportedChallenge { .. } => {
-                ErrorKind::Unauthorized
-            }
+            Unauthorized { .. } => ErrorKind::Unauthorized,
             Denied { .. } => ErrorKind::Denied,
             NotFound { .. } => ErrorKind::NotFound,
             RateLimited { .. } => ErrorKind::RateLimited,
             Server { .. } => ErrorKind::Server,
-            Network { .. } | Stalled { .. } | ShortRead { .. } => ErrorKind::Network,
+            Network { .. } | Stalled { .. } | TooSlow { .. } | ShortRead { .. } => {
+                ErrorKind::Network
+            }
             Tls(_) => ErrorKind::Tls,
             SizeExceeded { .. } | DigestMismatch { .. } => ErrorKind::Integrity,
-            TooLarge { .. } | Unsupported(_) => ErrorKind::Unsupported,
+            TooLarge { .. } | Unsupported(_) | UnsupportedChallenge { .. } => {
+                ErrorKind::Unsupported
+            }
             UnexpectedStatus { .. }
             | Protocol { .. }
+            | Token { .. }
             | TooManyRedirects { .. }
             | InvalidManifest(_) => ErrorKind::Protocol,
             RealmRefused { .. } | RedirectRefused { .. } | InsecureCredentials { .. } => {
@@ -450,6 +474,25 @@ impl ErrorBody {
         self.errors.iter().any(|e| e.code == code)
     }
 
+    /// Only the `errors[]` codes and messages, with URL queries and `key=value` words redacted;
+    /// never the raw text nor `detail`. Used for hosts other than the registry.
+    pub fn render_foreign(&self) -> String {
+        let s = self
+            .errors
+            .iter()
+            .map(|e| {
+                let mut s = e.code.to_ascii_lowercase();
+                if !e.message.is_empty() {
+                    s.push_str(": ");
+                    s.push_str(&redact_params(&e.message));
+                }
+                s
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        sanitize(&s, MAX_RENDERED)
+    }
+
     /// `code: message (detail); ...` or the sanitised text; empty when there is nothing.
     pub fn render(&self) -> String {
         if self.errors.is_empty() {
@@ -480,6 +523,74 @@ impl ErrorBody {
 /// Renders an error body for a message (see [`ErrorBody::render`]).
 pub fn render_error_body(body: &[u8]) -> String {
     ErrorBody::parse(body).render()
+}
+
+/// Renders an error body sent by a host in `role`. The registry's body is rendered in full
+/// ([`ErrorBody::render`]); a redirect target's or token realm's body is reduced to
+/// [`ErrorBody::render_foreign`], because object stores and CDNs echo the signed request
+/// (`<StringToSign>`, `sig=`, `X-Amz-Signature=`) in their error text (CRED-07).
+///
+/// The secrets in `scrub` are cut out of the raw body before it is parsed and shortened (so no
+/// prefix of a secret survives a cut at the length cap) and again from the rendering (a secret
+/// that was JSON-escaped in the body).
+pub(crate) fn render_error_body_for(role: Role, body: &[u8], scrub: &Scrub) -> String {
+    let raw = scrub.apply(String::from_utf8_lossy(body).into_owned());
+    let parsed = ErrorBody::parse(raw.as_bytes());
+    scrub.apply(match role {
+        Role::Registry => parsed.render(),
+        Role::TokenRealm | Role::RedirectTarget => parsed.render_foreign(),
+    })
+}
+
+/// Replaces URL query strings and `key=value` words in text from a foreign host with
+/// `<redacted>` values: what such a host says about its request can carry a signature.
+fn redact_params(s: &str) -> String {
+    s.split(' ')
+        .map(|w| {
+            if let Some((head, _)) = w.split_once('?') {
+                format!("{head}?<redacted>")
+            } else if let Some((key, _)) = w.split_once('=') {
+                format!("{key}=<redacted>")
+            } else {
+                w.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Secret values (password, base64 `user:pass`, identity token, bearer and refresh tokens) that
+/// are cut out of any server text before it enters an error. Its Debug shows only the count.
+#[derive(Clone, Default)]
+pub(crate) struct Scrub(Vec<String>);
+
+impl fmt::Debug for Scrub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Scrub({} secrets)", self.0.len())
+    }
+}
+
+impl Scrub {
+    /// A scrub list of these values (values shorter than 3 characters are ignored: replacing them
+    /// would garble the message without protecting anything).
+    pub(crate) fn new(secrets: impl IntoIterator<Item = String>) -> Self {
+        let mut v: Vec<String> = secrets.into_iter().filter(|s| s.len() >= 3).collect();
+        // longest first, so a secret containing another is removed whole
+        v.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        v.dedup();
+        Self(v)
+    }
+
+    /// `s` with every listed secret replaced by `<redacted>`.
+    pub(crate) fn apply(&self, s: String) -> String {
+        let mut out = s;
+        for secret in &self.0 {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), "<redacted>");
+            }
+        }
+        out
+    }
 }
 
 /// Renders an error's cause chain, `a: b: c`, skipping repeats. Callers pass errors whose Display
@@ -536,6 +647,54 @@ mod tests {
         body.extend(br#""}]}"#);
         let p = ErrorBody::parse(&body);
         assert!(p.errors.is_empty());
+    }
+
+    #[test]
+    fn foreign_error_body_keeps_only_codes_and_messages_with_queries_redacted() {
+        let none = Scrub::default();
+        let xml = b"<Error><Code>SignatureDoesNotMatch</Code><StringToSign>GET\n/x?sig=abc</StringToSign></Error>";
+        for role in [Role::RedirectTarget, Role::TokenRealm] {
+            assert_eq!(render_error_body_for(role, xml, &none), "");
+        }
+        assert!(render_error_body_for(Role::Registry, xml, &none).contains("StringToSign"));
+        let json = br#"{"errors":[{"code":"DENIED","message":"link https://cdn/x?sig=abc&se=1 expired, key=v","detail":"sig=abc"}]}"#;
+        assert_eq!(
+            render_error_body_for(Role::RedirectTarget, json, &none),
+            "denied: link https://cdn/x?<redacted> expired, key=<redacted>"
+        );
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_before_the_length_cap_cuts_them() {
+        let secret = "tok-0123456789abcdefghijklmnopqrstuvwxyz";
+        let scrub = Scrub::new([secret.to_string(), "ab".to_string()]);
+        // the secret starts just before the 256-character cap of non-JSON text
+        let body = format!("{} Bearer {secret}", "x".repeat(240));
+        let r = render_error_body_for(Role::Registry, body.as_bytes(), &scrub);
+        assert!(!r.contains("tok-01"), "{r}");
+        assert!(r.contains("Bearer <red"), "{r}");
+        // values under 3 characters are not treated as secrets
+        assert_eq!(scrub.apply("ab cd".into()), "ab cd");
+        assert_eq!(format!("{scrub:?}"), "Scrub(1 secrets)");
+    }
+
+    #[test]
+    fn token_server_faults_and_unsupported_challenges_are_not_auth_failures() {
+        let host = HostPort::new("reg", 443);
+        let token = RegistryError::Token {
+            host: host.clone(),
+            realm: "https://auth/token".into(),
+            reason: "token response is not valid JSON".into(),
+        };
+        assert_eq!(token.kind(), ErrorKind::Protocol);
+        assert!(!token.is_auth_failure());
+        let unsupported = RegistryError::UnsupportedChallenge {
+            host,
+            repository: "a".into(),
+            reason: "only basic and bearer are implemented".into(),
+        };
+        assert_eq!(unsupported.kind(), ErrorKind::Unsupported);
+        assert!(!unsupported.is_auth_failure());
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub mod tls;
 pub use auth::{Credential, Secret};
 pub use blob::{BlobStream, VerifyingStream};
 pub use challenge::{Challenge, parse_www_authenticate};
-pub use client::{Client, ClientConfig, DEFAULT_MAX_MANIFEST_SIZE};
+pub use client::{Client, ClientConfig, DEFAULT_MAX_MANIFEST_SIZE, MinThroughput};
 pub use error::{ErrorKind, RegistryError, Role};
 pub use manifest::{Resolved, ResolvedImage};
 pub use origin::{HostPort, Origin, Scheme};

@@ -195,7 +195,12 @@ impl Repository {
                 .get(DOCKER_CONTENT_DIGEST)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse().ok());
-            let len = f.resp.content_length();
+            // the header itself: on a HEAD, reqwest's `content_length()` is the (empty) body's
+            // size hint, not what the server declared
+            let len: Option<u64> = h
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok());
             if let Some(l) = len
                 && l > cap
             {

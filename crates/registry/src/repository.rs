@@ -23,12 +23,12 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use url::Url;
 
 use crate::auth::{
-    Credential, MAX_TOKEN_BODY, Token, TokenCache, TokenFlow, TokenKey, parse_token_response,
-    token_scopes, validate_realm,
+    Credential, MAX_TOKEN_BODY, Secret, Token, TokenCache, TokenFlow, TokenKey,
+    parse_token_response, token_scopes, validate_realm,
 };
 use crate::challenge::{Challenge, parse_headers};
 use crate::client::{Client, Ctx, Followed, read_capped_lossy};
-use crate::error::{ErrorBody, MAX_ERROR_BODY, RegistryError, Role};
+use crate::error::{MAX_ERROR_BODY, RegistryError, Role, Scrub, render_error_body_for};
 use crate::origin::{HostPort, Origin, Scheme, redact_url};
 
 /// `Accept` for manifest requests: the four supported media types (and `*/*` like containerd, so
@@ -62,7 +62,13 @@ pub(crate) struct RepoInner {
     credential: Option<Credential>,
     mode: Mutex<AuthMode>,
     tokens: tokio::sync::Mutex<TokenCache>,
+    /// Bearer and refresh tokens this handle received, most recent last (at most
+    /// [`MAX_ISSUED`]): a server that echoes request headers must not leak them into an error.
+    issued: Mutex<Vec<Secret>>,
 }
+
+/// Tokens remembered for scrubbing (a pull uses a handful; old ones have expired anyway).
+const MAX_ISSUED: usize = 32;
 
 /// A repository handle bound to one credential. Cheap to clone; clones share the token cache.
 #[derive(Clone)]
@@ -111,6 +117,7 @@ impl Repository {
                 credential,
                 mode: Mutex::new(AuthMode::None),
                 tokens: tokio::sync::Mutex::new(TokenCache::default()),
+                issued: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -129,6 +136,7 @@ impl Repository {
         Ctx {
             registry: &self.inner.registry,
             repository: &self.inner.repository,
+            scrub: self.scrubber(),
         }
     }
 
@@ -138,23 +146,44 @@ impl Repository {
         u
     }
 
-    /// Removes credential material from text that came from a server.
+    /// The secrets of this handle: the credential's password or identity token, base64
+    /// `user:pass`, and every bearer and refresh token it received.
+    pub(crate) fn scrubber(&self) -> Scrub {
+        let mut secrets: Vec<String> = Vec::new();
+        if let Some(c) = &self.inner.credential {
+            secrets.extend(c.secrets().into_iter().map(str::to_string));
+            if let Credential::Password { username, password } = c {
+                secrets.push(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(format!("{username}:{}", password.expose())),
+                );
+            }
+        }
+        secrets.extend(
+            self.inner
+                .issued
+                .lock()
+                .expect("issued tokens")
+                .iter()
+                .map(|t| t.expose().to_string()),
+        );
+        Scrub::new(secrets)
+    }
+
+    /// Removes credential material (see [`Self::scrubber`]) from text that came from a server.
     pub(crate) fn scrub(&self, s: String) -> String {
-        let Some(c) = &self.inner.credential else {
-            return s;
-        };
-        let mut out = s;
-        let mut secrets: Vec<String> = c.secrets().into_iter().map(str::to_string).collect();
-        if let Credential::Password { username, password } = c {
-            secrets.push(
-                base64::engine::general_purpose::STANDARD
-                    .encode(format!("{username}:{}", password.expose())),
-            );
+        self.scrubber().apply(s)
+    }
+
+    fn remember_issued(&self, token: &Token) {
+        let mut issued = self.inner.issued.lock().expect("issued tokens");
+        for t in std::iter::once(&token.value).chain(token.refresh_token.as_ref()) {
+            if !issued.contains(t) {
+                issued.push(t.clone());
+            }
         }
-        for s in secrets.iter().filter(|s| s.len() >= 3) {
-            out = out.replace(s.as_str(), "<redacted>");
-        }
-        out
+        let excess = issued.len().saturating_sub(MAX_ISSUED);
+        issued.drain(..excess);
     }
 
     fn user_desc(&self) -> String {
@@ -262,7 +291,7 @@ impl Repository {
     ) -> Result<Next, RegistryError> {
         let host = self.host().clone();
         let repository = self.inner.repository.clone();
-        let detail = self.scrub(ErrorBody::parse(body).render());
+        let detail = render_error_body_for(Role::Registry, body, &self.scrubber());
         let bearer = challenges.iter().find(|c| c.is_bearer());
         let basic = challenges.iter().find(|c| c.is_basic());
         let unauthorized = |reason: String| RegistryError::Unauthorized {
@@ -440,6 +469,7 @@ impl Repository {
                 }
                 let now_sys = SystemTime::now();
                 let token = self.fetch_token(&realm, &service, &key.scopes).await?;
+                self.remember_issued(&token);
                 cache.insert(key.clone(), &token, now_sys, Instant::now());
                 Ok((Some(bearer_header(token.value.expose())), Some(key)))
             }
@@ -584,7 +614,9 @@ impl Repository {
                 .map_err(|reason| self.realm_err(realm, reason));
         }
         let body = read_capped_lossy(f.resp, MAX_ERROR_BODY).await;
-        let detail = self.scrub(ErrorBody::parse(&body).render());
+        // a token server's text may echo the form it got (password, refresh token): keep only
+        // its errors[] code and message
+        let detail = render_error_body_for(Role::TokenRealm, &body, &self.scrubber());
         match status.as_u16() {
             401 | 403 => Err(RegistryError::Unauthorized {
                 host: self.host().clone(),
@@ -629,8 +661,9 @@ impl Repository {
         } else {
             read_capped_lossy(f.resp, MAX_ERROR_BODY).await
         };
-        let parsed = ErrorBody::parse(&body);
-        let detail = self.scrub(parsed.render());
+        // a redirect target (CDN, object store) echoes the signed request in its text: only its
+        // errors[] code and message are kept (CRED-07)
+        let detail = render_error_body_for(role, &body, &self.scrubber());
         let repository = self.inner.repository.clone();
         if role != Role::Registry {
             return RegistryError::UnexpectedStatus {
@@ -708,4 +741,50 @@ pub(crate) fn manifest_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(header::ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ClientConfig;
+
+    #[test]
+    fn scrubber_covers_password_basic_value_and_issued_tokens() {
+        let client = Client::new(ClientConfig {
+            system_roots: false,
+            ..ClientConfig::default()
+        })
+        .unwrap();
+        let repo = client
+            .repository_at(
+                "reg.example:5000",
+                "a/b",
+                Some(Credential::password("alice", "pw-canary-1")),
+            )
+            .unwrap();
+        repo.remember_issued(&Token {
+            value: Secret::new("bearer-canary-2"),
+            expires_in: std::time::Duration::from_secs(60),
+            issued_at: SystemTime::now(),
+            refresh_token: Some(Secret::new("refresh-canary-3")),
+        });
+        let basic = base64::engine::general_purpose::STANDARD.encode("alice:pw-canary-1");
+        let text = format!(
+            "pw-canary-1 Basic {basic} Bearer bearer-canary-2 refresh_token=refresh-canary-3"
+        );
+        assert_eq!(
+            repo.scrub(text),
+            "<redacted> Basic <redacted> Bearer <redacted> refresh_token=<redacted>"
+        );
+        // the list stays bounded
+        for i in 0..(MAX_ISSUED + 5) {
+            repo.remember_issued(&Token {
+                value: Secret::new(format!("t-{i:04}")),
+                expires_in: std::time::Duration::from_secs(60),
+                issued_at: SystemTime::now(),
+                refresh_token: None,
+            });
+        }
+        assert_eq!(repo.inner.issued.lock().unwrap().len(), MAX_ISSUED);
+    }
 }

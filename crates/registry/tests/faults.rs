@@ -11,7 +11,8 @@ use bytes::Bytes;
 use common::{fast_retry, trust_host};
 use futures_util::StreamExt;
 use registry::{
-    Client, ClientConfig, Credential, ErrorKind, RegistryError, TlsErrorClass, TrustConfig,
+    Client, ClientConfig, Credential, ErrorKind, MinThroughput, RegistryError, TlsErrorClass,
+    TrustConfig,
 };
 use testkit::front::{Cdn, CdnOptions, Fault, FaultRule, Front, FrontOptions};
 use testkit::image::{Compression, Credentials, Entry, ImageBuilder};
@@ -131,6 +132,11 @@ where
         out.extend_from_slice(&c?);
     }
     Ok(out)
+}
+
+fn base64_basic() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("alice:{PASSWORD}"))
 }
 
 fn rule(fault: Fault, method: &str, path: &str) -> FaultRule {
@@ -258,6 +264,14 @@ async fn reset_mid_blob_resumes_with_range_and_verifies() {
         .parse()
         .unwrap();
     assert!(start > 0 && start <= 150_000, "{ranges:?}");
+    // the resumed GET was authorised by the registry and redirected: the CDN served the range
+    let cdn = f.cdn.requests();
+    assert!(
+        cdn.iter()
+            .any(|r| r.header("range") == Some(ranges[0].as_str()))
+            && cdn.iter().all(|r| r.header("authorization").is_none()),
+        "{cdn:?}"
+    );
 }
 
 #[tokio::test]
@@ -372,12 +386,43 @@ async fn persistent_server_errors_fail_after_bounded_attempts() {
     assert!(err.to_string().contains("after 5 attempt(s)"), "{err}");
 }
 
+fn cdn_ranges(f: &Fixture) -> Vec<String> {
+    f.cdn
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET")
+        .map(|r| r.header("range").unwrap_or("").to_string())
+        .collect()
+}
+
 #[tokio::test]
-async fn stalled_body_times_out_with_a_clear_error() {
+async fn stalled_body_is_resumed_with_range_and_completes() {
     let f = fixture().await;
+    let stall = f
+        .cdn
+        .faults()
+        .add(rule(Fault::Stall { after_bytes: 1000 }, "GET", "/blobs/").times(1));
+    let dir = f.hosts_dir(true);
+    let repo = f.repo(&f.client(&dir, Duration::from_millis(500)));
+    let (desc, data) = f.layer();
+    let got = read_all(repo.fetch_blob(&desc, 0).await.unwrap().verified())
+        .await
+        .unwrap();
+    assert_eq!(got, data.to_vec());
+    assert_eq!(stall.fired(), 1);
+    assert_eq!(cdn_ranges(&f), vec!["".to_string(), "bytes=1000-".into()]);
+}
+
+#[tokio::test]
+async fn stalled_body_fails_after_the_resume_budget_with_a_clear_error() {
+    let f = fixture().await;
+    // the first answer stalls after 1000 bytes, every resume stalls before its first byte
     f.cdn
         .faults()
-        .add(rule(Fault::Stall { after_bytes: 1000 }, "GET", "/blobs/"));
+        .add(rule(Fault::Stall { after_bytes: 0 }, "GET", "/blobs/"));
+    f.cdn
+        .faults()
+        .add(rule(Fault::Stall { after_bytes: 1000 }, "GET", "/blobs/").times(1));
     let dir = f.hosts_dir(true);
     let repo = f.repo(&f.client(&dir, Duration::from_millis(700)));
     let (desc, _) = f.layer();
@@ -385,12 +430,274 @@ async fn stalled_body_times_out_with_a_clear_error() {
     let err = read_all(repo.fetch_blob(&desc, 0).await.unwrap())
         .await
         .unwrap_err();
-    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
     let msg = err.to_string();
     assert!(matches!(err, RegistryError::Stalled { .. }), "{msg}");
+    assert_eq!(err.kind(), ErrorKind::Network);
     assert!(
         msg.contains("stalled") && msg.contains(&f.cdn_host()),
         "{msg}"
+    );
+    // the first request plus max_resume_without_progress (3) resumes, all from byte 1000
+    let ranges = cdn_ranges(&f);
+    assert_eq!(ranges.len(), 4, "{ranges:?}");
+    assert!(ranges[1..].iter().all(|r| r == "bytes=1000-"), "{ranges:?}");
+}
+
+#[tokio::test]
+async fn trickling_body_fails_below_the_minimum_throughput() {
+    let f = fixture().await;
+    // every answer stalls after 1000 bytes: each resume makes progress, so only the throughput
+    // minimum can end this
+    f.cdn
+        .faults()
+        .add(rule(Fault::Stall { after_bytes: 1000 }, "GET", "/blobs/"));
+    let dir = f.hosts_dir(true);
+    let client = Client::new(ClientConfig {
+        hosts: Arc::new(TrustConfig {
+            hosts_dir: Some(dir.path().to_path_buf()),
+            ..TrustConfig::default()
+        }),
+        system_roots: false,
+        retry: fast_retry(),
+        no_progress_timeout: Duration::from_millis(200),
+        min_blob_throughput: Some(MinThroughput {
+            bytes: 100_000,
+            window: Duration::from_millis(1500),
+        }),
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let repo = f.repo(&client);
+    let (desc, _) = f.layer();
+    let t0 = Instant::now();
+    let err = read_all(repo.fetch_blob(&desc, 0).await.unwrap())
+        .await
+        .unwrap_err();
+    assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
+    let msg = err.to_string();
+    assert!(matches!(err, RegistryError::TooSlow { .. }), "{msg}");
+    assert_eq!(err.kind(), ErrorKind::Network);
+    assert!(
+        msg.contains("too slow")
+            && msg.contains("minimum of 100000 bytes per 1.5s")
+            && msg.contains(&desc.digest.to_string()),
+        "{msg}"
+    );
+    assert!(cdn_ranges(&f).len() >= 3, "it resumed while progressing");
+}
+
+#[tokio::test]
+async fn resumed_blob_get_is_redirected_to_the_cdn_without_authorization() {
+    let f = fixture().await;
+    let dir = f.hosts_dir(true);
+    let repo = f.repo(&f.client(&dir, Duration::from_secs(10)));
+    let (desc, data) = f.layer();
+    let s = repo.fetch_blob(&desc, 1000).await.unwrap();
+    assert_eq!(
+        s.served_by().map(|(h, r)| (h.to_string(), r)),
+        Some((f.cdn_host(), registry::Role::RedirectTarget))
+    );
+    assert_eq!(read_all(s).await.unwrap(), data[1000..].to_vec());
+    let cdn = f.cdn.requests();
+    assert_eq!(cdn.len(), 1, "{cdn:?}");
+    assert_eq!(cdn[0].header("range"), Some("bytes=1000-"));
+    assert!(cdn[0].header("authorization").is_none(), "{cdn:?}");
+}
+
+#[tokio::test]
+async fn cdn_error_text_never_reaches_the_error() {
+    let f = fixture().await;
+    // an object store's 403 echoes the signed request
+    let xml = format!(
+        "<?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><StringToSign>GET /blobs/x?sig=SASCANARY0f3&amp;se=2030</StringToSign><Echo>authorization: Basic {}</Echo><Canary>raw-text-canary-91</Canary></Error>",
+        base64_basic()
+    );
+    f.cdn.faults().add(
+        rule(
+            Fault::Respond {
+                status: 403,
+                headers: vec![("content-type".into(), "application/xml".into())],
+                body: Bytes::from(xml),
+            },
+            "GET",
+            "/blobs/",
+        )
+        .times(1),
+    );
+    let dir = f.hosts_dir(true);
+    let repo = f.repo(&f.client(&dir, Duration::from_secs(10)));
+    let (desc, _) = f.layer();
+    let err = repo.fetch_blob(&desc, 0).await.unwrap_err();
+    let msg = format!("{err} {err:?}");
+    assert!(
+        msg.contains("403 Forbidden") && msg.contains(&format!("redirect target {}", f.cdn_host())),
+        "{msg}"
+    );
+    for leak in [
+        "SASCANARY0f3",
+        "sig=",
+        "StringToSign",
+        "raw-text-canary-91",
+        PASSWORD,
+        &base64_basic(),
+    ] {
+        assert!(!msg.contains(leak), "{leak} leaked: {msg}");
+    }
+
+    // a JSON errors[] body: its code and message stay, queries and key=value words do not
+    f.cdn.faults().add(
+        rule(
+            Fault::Respond {
+                status: 403,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: Bytes::from_static(
+                    br#"{"errors":[{"code":"DENIED","message":"expired link https://cdn/blobs/x?sig=SASCANARY0f3&se=1 token=SASCANARY0f3","detail":"raw-text-canary-91"}]}"#,
+                ),
+            },
+            "GET",
+            "/blobs/",
+        )
+        .times(1),
+    );
+    let err = repo.fetch_blob(&desc, 0).await.unwrap_err();
+    let msg = format!("{err} {err:?}");
+    assert!(
+        msg.contains("denied: expired link https://cdn/blobs/x?<redacted> token=<redacted>"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("SASCANARY0f3") && !msg.contains("raw-text-canary-91"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn token_realm_fault_is_a_protocol_error_without_raw_text() {
+    let f = fixture().await;
+    let realm = format!("{}/token", f.front.url());
+    f.front.faults().add(
+        FaultRule::new(Fault::bearer_realm(&realm))
+            .on_path("^/v2/")
+            .unwrap(),
+    );
+    f.front.faults().add(
+        FaultRule::new(Fault::Respond {
+            status: 400,
+            headers: vec![("content-type".into(), "text/html".into())],
+            body: Bytes::from_static(
+                b"<html>bad request for /token?sig=SASCANARY0f3 raw-text-canary-91</html>",
+            ),
+        })
+        .on_path("^/token")
+        .unwrap(),
+    );
+    let dir = f.hosts_dir(true);
+    let repo = f.repo(&f.client(&dir, Duration::from_secs(10)));
+    let err = repo.resolve_str("v1").await.unwrap_err();
+    let msg = format!("{err} {err:?}");
+    assert!(matches!(err, RegistryError::Token { .. }), "{msg}");
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{msg}");
+    assert!(
+        !err.is_auth_failure(),
+        "a broken token server is no credential refusal"
+    );
+    assert!(msg.contains("unexpected status 400"), "{msg}");
+    assert!(
+        !msg.contains("SASCANARY0f3") && !msg.contains("raw-text-canary-91"),
+        "{msg}"
+    );
+
+    // bad JSON with 200: a server fault too
+    f.front.faults().clear();
+    f.front.faults().add(
+        FaultRule::new(Fault::bearer_realm(&realm))
+            .on_path("^/v2/")
+            .unwrap(),
+    );
+    f.front.faults().add(
+        FaultRule::new(Fault::Respond {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Bytes::from_static(b"{not json"),
+        })
+        .on_path("^/token")
+        .unwrap(),
+    );
+    let repo = f.repo(&f.client(&dir, Duration::from_secs(10)));
+    let err = repo.resolve_str("v1").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+    assert!(err.to_string().contains("not valid JSON"), "{err}");
+}
+
+#[tokio::test]
+async fn head_content_length_over_the_cap_is_refused_without_a_get() {
+    let f = fixture().await;
+    f.front.faults().add(
+        FaultRule::new(Fault::Respond {
+            status: 200,
+            headers: vec![
+                ("content-type".into(), f.image.descriptor.media_type.clone()),
+                ("docker-content-digest".into(), f.image.digest().to_string()),
+                ("content-length".into(), "5000000".into()),
+            ],
+            body: Bytes::new(),
+        })
+        .on("HEAD", "/manifests/")
+        .unwrap(),
+    );
+    let dir = f.hosts_dir(true);
+    let repo = f.repo(&f.client(&dir, Duration::from_secs(10)));
+    let err = repo.resolve_str("v1").await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, RegistryError::TooLarge { .. }), "{msg}");
+    assert!(
+        msg.contains("4194304 byte limit") && msg.contains("(5000000 bytes)"),
+        "{msg}"
+    );
+    assert!(
+        !f.front
+            .requests()
+            .iter()
+            .any(|r| r.method == "GET" && r.path.contains("/manifests/")),
+        "the HEAD's size was enough to refuse"
+    );
+}
+
+#[tokio::test]
+async fn head_without_content_length_falls_back_to_get() {
+    let f = fixture().await;
+    // a HEAD answered as chunked: a digest, but no declared size
+    f.front.faults().add(
+        FaultRule::new(Fault::Respond {
+            status: 200,
+            headers: vec![
+                ("content-type".into(), f.image.descriptor.media_type.clone()),
+                ("docker-content-digest".into(), f.image.digest().to_string()),
+                ("transfer-encoding".into(), "chunked".into()),
+            ],
+            body: Bytes::new(),
+        })
+        .on("HEAD", "/manifests/")
+        .unwrap(),
+    );
+    let dir = f.hosts_dir(true);
+    let repo = f.repo(&f.client(&dir, Duration::from_secs(10)));
+    let r = repo.resolve_str("v1").await.unwrap();
+    assert_eq!(r.bytes, f.image.manifest);
+    let mut gets: Vec<String> = f
+        .front
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.contains("/manifests/"))
+        .map(|r| r.path.clone())
+        .collect();
+    // (the first GET is answered with the registry's challenge, the second authorised)
+    gets.dedup();
+    assert_eq!(
+        gets,
+        vec!["/v2/team/app/manifests/v1".to_string()],
+        "the fallback GETs the tag itself, not the digest the HEAD named"
     );
 }
 

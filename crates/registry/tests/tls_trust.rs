@@ -206,3 +206,47 @@ async fn plain_http_on_the_port_is_a_protocol_failure_not_a_fallback() {
     assert_eq!(f.class, TlsErrorClass::Protocol);
     assert!(f.to_string().contains("serves TLS"));
 }
+
+#[tokio::test]
+async fn dropped_connections_cost_at_most_one_handshake_diagnosis_per_transport() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncReadExt;
+    let pki = TestPki::new().unwrap();
+    let cfg = pki
+        .server(["127.0.0.1"])
+        .unwrap()
+        .rustls_server_config()
+        .unwrap();
+    // completes each handshake, reads the request, then closes without a byte of response
+    let listener = tokio::net::TcpListener::bind((LOCALHOST, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let n = handshakes.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let n = n.clone();
+            tokio::spawn(async move {
+                if let Ok(mut tls) = acceptor.accept(tcp).await {
+                    n.fetch_add(1, Ordering::SeqCst);
+                    let mut buf = [0u8; 4096];
+                    let _ = tls.read(&mut buf).await;
+                }
+            });
+        }
+    });
+    let host = registry::HostPort::new("127.0.0.1", addr.port());
+    let dir = tempfile::tempdir().unwrap();
+    trust_host(dir.path(), &host.to_string(), pki.ca_pem());
+    let c = client(dir.path());
+    for _ in 0..2 {
+        let err = ping_err(&c, &host).await;
+        assert_eq!(err.kind(), ErrorKind::Network, "{err}");
+    }
+    // 2 pings x 5 attempts, plus at most one diagnostic handshake for the transport (not one
+    // per failed attempt)
+    let n = handshakes.load(Ordering::SeqCst);
+    assert!((10..=11).contains(&n), "{n} handshakes");
+}

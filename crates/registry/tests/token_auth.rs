@@ -355,3 +355,43 @@ async fn authenticated_user_without_the_grant_is_denied_with_insufficient_scope(
     );
     assert!(err.is_auth_failure());
 }
+
+#[tokio::test]
+async fn registry_echoing_the_bearer_token_does_not_leak_it() {
+    let f = fixture(|o| o).await;
+    let pki = TestPki::named("echo-front").unwrap();
+    let front = testkit::front::Front::start(
+        &f.reg,
+        None,
+        testkit::front::FrontOptions::new(pki.server(["127.0.0.1"]).unwrap(), pki.ca_pem()),
+    )
+    .await
+    .unwrap();
+    trust_host(f.dir.path(), &front.host_port(), pki.ca_pem());
+    // HEAD (challenge, token, HEAD) passes; the GET carrying the bearer token is echoed back
+    front.faults().add(
+        testkit::front::FaultRule::new(testkit::front::Fault::EchoHeaders { status: 400 })
+            .on("GET", "/manifests/")
+            .unwrap(),
+    );
+    let repo = client(f.dir.path())
+        .repository_at(&front.host_port(), "team/app", alice())
+        .unwrap();
+    let err = repo.resolve_str("v1").await.unwrap_err();
+    let msg = format!("{err} {err:?}");
+    let sent = front
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET")
+        .find_map(|r| r.header("authorization").map(String::from))
+        .expect("the GET carried the token");
+    let token = sent.strip_prefix("Bearer ").expect("a bearer token");
+    assert!(token.len() > 20, "{sent}");
+    assert!(
+        msg.contains("your request was") && msg.contains("authorization: Bearer <red"),
+        "the echo is shown, the token is not: {msg}"
+    );
+    // not even a prefix survives the length cap
+    assert!(!msg.contains(&token[..8]), "bearer token leaked: {msg}");
+    assert!(!msg.contains(PASSWORD), "{msg}");
+}

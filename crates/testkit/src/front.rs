@@ -64,6 +64,10 @@ pub enum Fault {
     ExtraBytes { count: u64, declare: bool },
     /// Wait before answering.
     Delay { duration: Duration },
+    /// Answer with this status and a `text/plain` body listing every request header as
+    /// `name: value` lines, `Authorization` included: a misconfigured server or CDN that echoes
+    /// its request, for canary tests that secrets never reach an error message.
+    EchoHeaders { status: u16 },
 }
 
 impl Fault {
@@ -222,9 +226,20 @@ fn record(requests: &Requests, req: &Request<Incoming>) {
 }
 
 /// A response that replaces the real one, if any fault asks for it.
-fn replacement(faults: &[Fault]) -> Option<Response<Body>> {
+fn replacement(faults: &[Fault], request_headers: &http::HeaderMap) -> Option<Response<Body>> {
     for f in faults {
         let resp = match f {
+            Fault::EchoHeaders { status } => {
+                let text: String = header_pairs(request_headers)
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {v}\n"))
+                    .collect();
+                respond(
+                    *status,
+                    &[("content-type", "text/plain".into())],
+                    Bytes::from(format!("your request was:\n{text}")),
+                )
+            }
             Fault::TooManyRequests { retry_after } => respond(
                 429,
                 &[
@@ -537,7 +552,7 @@ impl CdnState {
         }) {
             tokio::time::sleep(d).await;
         }
-        if let Some(resp) = replacement(&faults) {
+        if let Some(resp) = replacement(&faults, req.headers()) {
             return resp;
         }
         if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
@@ -754,7 +769,7 @@ impl FrontState {
         }) {
             tokio::time::sleep(d).await;
         }
-        if let Some(resp) = replacement(&faults) {
+        if let Some(resp) = replacement(&faults, req.headers()) {
             return resp;
         }
         let ignore_range = faults.iter().any(|f| matches!(f, Fault::IgnoreRange));
@@ -784,12 +799,11 @@ impl FrontState {
             && let Some(c) = self.blob_path.captures(parts.uri.path())
         {
             let digest = c[2].to_string();
-            let head = self
-                .upstream
-                .head(&url)
-                .headers(headers.clone())
-                .send()
-                .await;
+            // the HEAD only asks "may this client read this blob?": without Range, so the registry
+            // answers 200 (not 206) and ranged (resumed) GETs are redirected like any other
+            let mut head_headers = headers.clone();
+            head_headers.remove(http::header::RANGE);
+            let head = self.upstream.head(&url).headers(head_headers).send().await;
             match head {
                 Ok(r) if r.status() == reqwest::StatusCode::OK => {
                     return respond(

@@ -456,3 +456,53 @@ async fn canned_responses_and_delays_are_served_as_configured() {
     assert_eq!(ping.status(), 401, "a delay does not change the answer");
     assert!(start.elapsed() >= Duration::from_millis(300));
 }
+
+#[tokio::test]
+async fn ranged_blob_get_is_redirected_to_the_cdn_without_authorization() {
+    let s = setup(true).await;
+    let c = client(&s);
+    let layer = &s.img.layers[0];
+    let resp = c
+        .get(blob_url(&s))
+        .basic_auth("alice", Some("secret-pw"))
+        .header("Range", "bytes=1000-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 206);
+    assert!(
+        resp.url().as_str().starts_with("https://127.0.0.2:"),
+        "a resumed GET must be redirected too: {}",
+        resp.url()
+    );
+    assert_eq!(resp.bytes().await.unwrap(), layer.data.slice(1000..));
+    let cdn_saw = s.cdn.requests();
+    assert_eq!(cdn_saw.len(), 1, "{cdn_saw:?}");
+    assert_eq!(cdn_saw[0].header("range"), Some("bytes=1000-"));
+    assert!(cdn_saw[0].header("authorization").is_none());
+}
+
+#[tokio::test]
+async fn echo_headers_fault_returns_the_request_headers() {
+    let s = setup(false).await;
+    let c = client(&s);
+    s.front.faults().add(
+        FaultRule::new(Fault::EchoHeaders { status: 400 })
+            .on("GET", "/manifests/")
+            .unwrap(),
+    );
+    let resp = c
+        .get(manifest_url(&s))
+        .bearer_auth("echo-canary-token")
+        .header("x-extra", "visible")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains("authorization: Bearer echo-canary-token")
+            && text.contains("x-extra: visible"),
+        "{text}"
+    );
+}
