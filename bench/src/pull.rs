@@ -294,7 +294,7 @@ fn write_layer(blobs: &Path, index: usize, bytes: u64) -> anyhow::Result<(String
     let tar_out = Hashing { inner: gz, hash: Sha256::new(), n: 0 };
     let mut tar = tar::Builder::new(tar_out);
     let text = b"lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor ";
-    let mut x = 0x2545_f491_4f6c_dd1du64 ^ (index as u64 + 1) * 0x9e37_79b9;
+    let mut x = 0x2545_f491_4f6c_dd1du64 ^ ((index as u64 + 1) * 0x9e37_79b9);
     let mut next = || {
         x ^= x << 13;
         x ^= x >> 7;
