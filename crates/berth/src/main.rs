@@ -31,6 +31,19 @@ enum Command {
     Images(cmd::pull::ImagesArgs),
     /// Remove images from the local store (and garbage-collect unreferenced blobs)
     Rmi(cmd::pull::RmiArgs),
+    /// Run a command in a new container (pulling and unpacking the image if needed)
+    Run(cmd::run::RunArgs),
+    /// List containers
+    Ps(cmd::run::PsArgs),
+    /// Stop running containers (stop signal, then SIGKILL after the grace period)
+    Stop(cmd::run::StopArgs),
+    /// Remove containers and release their snapshots
+    Rm(cmd::run::RmArgs),
+    /// Print a detached container's output
+    Logs(cmd::run::LogsArgs),
+    /// Supervise a detached container (started by `berth run -d`)
+    #[command(name = "__shim", hide = true)]
+    Shim(cmd::run::ShimArgs),
     /// Registry TLS trust per host: fetch a host's chain, trust its CA, list, remove
     #[command(subcommand)]
     Trust(cmd::trust::Command),
@@ -59,6 +72,12 @@ fn main() {
             Command::Pull(a) => cmd::pull::pull(a).await,
             Command::Images(a) => cmd::pull::images(a).await,
             Command::Rmi(a) => cmd::pull::rmi(a).await,
+            Command::Run(a) => cmd::run::run(a).await,
+            Command::Ps(a) => cmd::run::ps(a).await,
+            Command::Stop(a) => cmd::run::stop(a).await,
+            Command::Rm(a) => cmd::run::rm(a).await,
+            Command::Logs(a) => cmd::run::logs(a).await,
+            Command::Shim(a) => cmd::run::shim(a).await,
             Command::Trust(c) => cmd::trust::run(c).await,
             Command::Doctor(a) => cmd::doctor::run(a).await,
             Command::Server(a) => cmd::server::serve(a).await,

@@ -30,6 +30,25 @@ pub enum PullError {
     /// A blob's bytes did not verify at commit.
     #[error("{0}")]
     Integrity(content::Error),
+    /// The image was fetched but a layer could not be unpacked into a snapshot (the unpack
+    /// error names the layer, the entry and the fix).
+    #[error("cannot unpack image {image}: {error}")]
+    Unpack {
+        /// The image record's name.
+        image: String,
+        /// The failing layer's digest, when the failure belongs to one layer.
+        layer: Option<oci::Digest>,
+        /// What failed (boxed: it is large and rare).
+        error: Box<unpack::Error>,
+    },
+    /// The image is in the store but its record, manifest or config is unusable.
+    #[error("local image {image}: {reason}; remove it with `berth rmi {image}` and pull it again")]
+    Local {
+        /// The image record's name.
+        image: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A worker task died.
     #[error("internal error: {0}")]
     Internal(String),
@@ -42,7 +61,10 @@ impl PullError {
             PullError::Denied(f) => f.last().map(|a| a.error.kind()),
             PullError::Registry(e) => Some(e.kind()),
             PullError::Integrity(_) => Some(ErrorKind::Integrity),
-            PullError::Store(_) | PullError::Internal(_) => None,
+            PullError::Store(_)
+            | PullError::Unpack { .. }
+            | PullError::Local { .. }
+            | PullError::Internal(_) => None,
         }
     }
 }

@@ -4,7 +4,8 @@
 //! are tried (the next one only after a 401/403, never after a TLS or network failure), the
 //! single-flight of blobs (through the store's per-digest writer locks, so two pulls of one image,
 //! in this process or another, download each blob once) and the progress stream a terminal,
-//! the agent or the console renders.
+//! the agent or the console renders. With a snapshotter, a pull also unpacks the committed
+//! layers into snapshots (see `snapshots`).
 //!
 //! It must never parse HTTP or touch the registry's wire protocol (that is `registry`), never
 //! write a blob outside the store's verified commit path (that is `content`), and never read a
@@ -13,7 +14,9 @@
 mod error;
 mod progress;
 mod pull;
+mod snapshots;
 
 pub use error::{AttemptFailure, PullError};
 pub use progress::{Progress, ProgressSink};
 pub use pull::{Attempt, PullOptions, PullRequest, Pulled, Puller};
+pub use snapshots::{StoredImage, image_user, load_stored_image, unpack_stored};

@@ -70,7 +70,7 @@ pub struct PullRequest {
     pub platform: Platform,
 }
 
-/// A finished pull.
+/// A finished pull (and unpack, when the puller has a snapshotter).
 #[derive(Clone, Debug)]
 pub struct Pulled {
     /// The image record's name (normalised reference with the default tag applied).
@@ -89,7 +89,10 @@ pub struct Pulled {
     pub downloaded: u64,
     /// The label of the attempt that succeeded.
     pub credential: String,
-    /// Wall time of the pull.
+    /// The snapshot chain of the layers (bottom-most first) when the puller unpacks, each
+    /// snapshot recording the user `image:<name>`; empty otherwise.
+    pub snapshots: Vec<unpack::SnapshotId>,
+    /// Wall time of the pull (and unpack).
     pub elapsed: Duration,
 }
 
@@ -99,6 +102,7 @@ pub struct Puller {
     client: registry::Client,
     store: content::Store,
     opts: PullOptions,
+    snapshotter: Option<Arc<unpack::Snapshotter>>,
 }
 
 impl Puller {
@@ -108,7 +112,21 @@ impl Puller {
             client,
             store,
             opts,
+            snapshotter: None,
         }
+    }
+
+    /// Unpack every pulled image into `snapshotter` once its blobs and record are committed
+    /// (on the blocking pool; layers already unpacked are skipped). Without it a pull only
+    /// fills the content store.
+    pub fn with_snapshotter(mut self, snapshotter: Arc<unpack::Snapshotter>) -> Self {
+        self.snapshotter = Some(snapshotter);
+        self
+    }
+
+    /// The snapshotter pulls unpack into, if any.
+    pub fn snapshotter(&self) -> Option<&Arc<unpack::Snapshotter>> {
+        self.snapshotter.as_ref()
     }
 
     /// The content store.
@@ -181,6 +199,20 @@ impl Puller {
                 .await??;
         }
         drop(lease);
+        // The record now protects every blob from a content gc, so unpacking needs no lease.
+        let snapshots = match &self.snapshotter {
+            Some(snapshotter) => {
+                crate::snapshots::unpack_stored(
+                    snapshotter.clone(),
+                    self.store.clone(),
+                    name.clone(),
+                    config.clone(),
+                    layers.clone(),
+                )
+                .await?
+            }
+            None => Vec::new(),
+        };
         Ok(Pulled {
             name,
             target: resolved.top.descriptor.clone(),
@@ -190,6 +222,7 @@ impl Puller {
             size,
             downloaded,
             credential: label,
+            snapshots,
             elapsed: started.elapsed(),
         })
     }
@@ -233,8 +266,12 @@ impl Puller {
         bytes: &Bytes,
         lease: &content::Lease,
     ) -> Result<(), PullError> {
-        let (store, desc, bytes, lease) =
-            (self.store.clone(), desc.clone(), bytes.clone(), lease.clone());
+        let (store, desc, bytes, lease) = (
+            self.store.clone(),
+            desc.clone(),
+            bytes.clone(),
+            lease.clone(),
+        );
         blocking(move || -> Result<(), PullError> {
             match store.acquire(&desc.digest.to_string(), &desc, Some(&lease))? {
                 content::Acquired::Exists(_) => Ok(()),

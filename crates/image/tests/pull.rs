@@ -71,8 +71,11 @@ fn sample_image(layers: usize, layer_bytes: usize) -> testkit::image::Image {
 
 fn request(registry: &Registry, repo_tag: &str, attempts: Vec<Attempt>) -> PullRequest {
     PullRequest {
-        reference: oci::Reference::parse_normalized(&format!("{}/{repo_tag}", registry.host_port()))
-            .unwrap(),
+        reference: oci::Reference::parse_normalized(&format!(
+            "{}/{repo_tag}",
+            registry.host_port()
+        ))
+        .unwrap(),
         attempts,
         platform: oci::Platform::parse("linux/amd64").unwrap(),
     }
@@ -89,28 +92,48 @@ fn attempt(label: &str, user: &str, pass: &str) -> Attempt {
 async fn pull_tries_the_next_credential_after_a_refusal_and_commits_verified_blobs() {
     let env = env().await;
     let img = sample_image(3, 200_000);
-    img.push(&env.registry, "team/app:v1", Some(&Credentials::new("alice", PASSWORD)))
-        .await
-        .unwrap();
+    img.push(
+        &env.registry,
+        "team/app:v1",
+        Some(&Credentials::new("alice", PASSWORD)),
+    )
+    .await
+    .unwrap();
     let store = content::Store::open(env.dir.path().join("store")).unwrap();
     let puller = Puller::new(client(&env.ca_file), store.clone(), PullOptions::default());
     let req = request(
         &env.registry,
         "team/app:v1",
-        vec![attempt("first", "alice", "wrong"), attempt("second", "alice", PASSWORD)],
+        vec![
+            attempt("first", "alice", "wrong"),
+            attempt("second", "alice", PASSWORD),
+        ],
     );
     let pulled = puller.pull(&req).await.unwrap();
     assert_eq!(pulled.credential, "second");
     assert_eq!(pulled.target.digest.to_string(), img.digest());
     assert_eq!(pulled.layers.len(), 3);
     for layer in &pulled.layers {
-        assert!(store.exists(&layer.digest).unwrap(), "{} committed", layer.digest);
+        assert!(
+            store.exists(&layer.digest).unwrap(),
+            "{} committed",
+            layer.digest
+        );
     }
     let report = store.verify_all().unwrap();
-    assert!(report.corrupt.is_empty(), "store verifies clean: {report:?}");
-    let record = store.get_image(&pulled.name).unwrap().expect("image record");
+    assert!(
+        report.corrupt.is_empty(),
+        "store verifies clean: {report:?}"
+    );
+    let record = store
+        .get_image(&pulled.name)
+        .unwrap()
+        .expect("image record");
     assert_eq!(record.target.digest, pulled.target.digest);
-    assert_eq!(pulled.name, format!("{}/team/app:v1", env.registry.host_port()));
+    assert_eq!(
+        pulled.name,
+        format!("{}/team/app:v1", env.registry.host_port())
+    );
 
     // A second pull finds everything present and downloads nothing.
     let again = puller.pull(&req).await.unwrap();
@@ -121,7 +144,11 @@ async fn pull_tries_the_next_credential_after_a_refusal_and_commits_verified_blo
 async fn refused_credentials_are_each_named_and_no_password_is_shown() {
     let env = env().await;
     sample_image(1, 1000)
-        .push(&env.registry, "team/app:v1", Some(&Credentials::new("alice", PASSWORD)))
+        .push(
+            &env.registry,
+            "team/app:v1",
+            Some(&Credentials::new("alice", PASSWORD)),
+        )
         .await
         .unwrap();
     let store = content::Store::open(env.dir.path().join("store")).unwrap();
@@ -140,21 +167,38 @@ async fn refused_credentials_are_each_named_and_no_password_is_shown() {
     };
     assert_eq!(failures.len(), 2);
     let text = err.to_string();
-    assert!(text.contains("secret default/a") && text.contains("secret default/b"), "{text}");
-    assert!(text.contains(&env.registry.host_port()), "names the registry: {text}");
-    assert!(!text.contains("nope-1") && !text.contains("nope-2"), "no password: {text}");
+    assert!(
+        text.contains("secret default/a") && text.contains("secret default/b"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&env.registry.host_port()),
+        "names the registry: {text}"
+    );
+    assert!(
+        !text.contains("nope-1") && !text.contains("nope-2"),
+        "no password: {text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_pulls_of_one_image_download_each_blob_once() {
     let env = env().await;
     let img = sample_image(4, 300_000);
-    img.push(&env.registry, "team/app:v1", Some(&Credentials::new("alice", PASSWORD)))
-        .await
-        .unwrap();
+    img.push(
+        &env.registry,
+        "team/app:v1",
+        Some(&Credentials::new("alice", PASSWORD)),
+    )
+    .await
+    .unwrap();
     let store = content::Store::open(env.dir.path().join("store")).unwrap();
     let puller = Puller::new(client(&env.ca_file), store, PullOptions::default());
-    let req = request(&env.registry, "team/app:v1", vec![attempt("a", "alice", PASSWORD)]);
+    let req = request(
+        &env.registry,
+        "team/app:v1",
+        vec![attempt("a", "alice", PASSWORD)],
+    );
     let pulls: Vec<_> = (0..20)
         .map(|_| {
             let (p, r) = (puller.clone(), req.clone());
@@ -171,7 +215,10 @@ async fn concurrent_pulls_of_one_image_download_each_blob_once() {
         .filter(|(d, _)| d.media_type.contains("layer") || d.media_type.contains("config"))
         .map(|(d, _)| d.size)
         .sum();
-    assert_eq!(downloaded, expected, "every byte downloaded exactly once in total");
+    assert_eq!(
+        downloaded, expected,
+        "every byte downloaded exactly once in total"
+    );
     for layer in img.layer_descriptors() {
         assert_eq!(
             env.registry.blob_gets("team/app", &layer.digest).await,
@@ -186,9 +233,13 @@ async fn concurrent_pulls_of_one_image_download_each_blob_once() {
 async fn a_failed_pull_leaves_a_partial_blob_that_the_next_pull_resumes() {
     let env = env().await;
     let img = sample_image(1, 2_000_000);
-    img.push(&env.registry, "team/app:v1", Some(&Credentials::new("alice", PASSWORD)))
-        .await
-        .unwrap();
+    img.push(
+        &env.registry,
+        "team/app:v1",
+        Some(&Credentials::new("alice", PASSWORD)),
+    )
+    .await
+    .unwrap();
     let pki = TestPki::named("front").unwrap();
     let front = Front::start(
         &env.registry,
@@ -215,7 +266,11 @@ async fn a_failed_pull_leaves_a_partial_blob_that_the_next_pull_resumes() {
     });
     no_retry.retry.max_attempts = 1;
     no_retry.retry.max_resume_without_progress = 0;
-    let impatient = Puller::new(Client::new(no_retry).unwrap(), store.clone(), PullOptions::default());
+    let impatient = Puller::new(
+        Client::new(no_retry).unwrap(),
+        store.clone(),
+        PullOptions::default(),
+    );
     let puller = Puller::new(client(&ca_file), store.clone(), PullOptions::default());
     let req = PullRequest {
         reference: oci::Reference::parse_normalized(&format!("{}/team/app:v1", front.host_port()))
@@ -225,12 +280,18 @@ async fn a_failed_pull_leaves_a_partial_blob_that_the_next_pull_resumes() {
     };
     let err = impatient.pull(&req).await.unwrap_err();
     assert_eq!(rule.fired(), 1, "the fault fired");
-    assert!(!store.exists(&layer.digest.parse().unwrap()).unwrap(), "nothing unverified visible: {err}");
+    assert!(
+        !store.exists(&layer.digest.parse().unwrap()).unwrap(),
+        "nothing unverified visible: {err}"
+    );
 
     let events = Arc::new(Mutex::new(Vec::new()));
     let seen = events.clone();
     let pulled = puller
-        .pull_with_progress(&req, Arc::new(move |e: Progress| seen.lock().unwrap().push(e)))
+        .pull_with_progress(
+            &req,
+            Arc::new(move |e: Progress| seen.lock().unwrap().push(e)),
+        )
         .await
         .unwrap();
     let resumed_from = events
@@ -245,7 +306,10 @@ async fn a_failed_pull_leaves_a_partial_blob_that_the_next_pull_resumes() {
         })
         .expect("the layer was fetched again");
     assert!(resumed_from >= 500_000, "resumed at {resumed_from}");
-    assert!(pulled.downloaded < pulled.size, "did not download everything again");
+    assert!(
+        pulled.downloaded < pulled.size,
+        "did not download everything again"
+    );
     assert!(store.verify_all().unwrap().corrupt.is_empty());
 }
 
@@ -253,9 +317,13 @@ async fn a_failed_pull_leaves_a_partial_blob_that_the_next_pull_resumes() {
 async fn a_flipped_byte_is_rejected_and_nothing_becomes_visible() {
     let env = env().await;
     let img = sample_image(1, 100_000);
-    img.push(&env.registry, "team/app:v1", Some(&Credentials::new("alice", PASSWORD)))
-        .await
-        .unwrap();
+    img.push(
+        &env.registry,
+        "team/app:v1",
+        Some(&Credentials::new("alice", PASSWORD)),
+    )
+    .await
+    .unwrap();
     let pki = TestPki::named("front").unwrap();
     let front = Front::start(
         &env.registry,
@@ -282,7 +350,15 @@ async fn a_flipped_byte_is_rejected_and_nothing_becomes_visible() {
     };
     let err = puller.pull(&req).await.unwrap_err();
     let text = err.to_string();
-    assert!(text.contains(&layer.digest), "names the expected digest: {text}");
+    assert!(
+        text.contains(&layer.digest),
+        "names the expected digest: {text}"
+    );
     assert!(!store.exists(&layer.digest.parse().unwrap()).unwrap());
-    assert!(store.get_image(&req.reference.clone().with_default_tag().to_string()).unwrap().is_none());
+    assert!(
+        store
+            .get_image(&req.reference.clone().with_default_tag().to_string())
+            .unwrap()
+            .is_none()
+    );
 }

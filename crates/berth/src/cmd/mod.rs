@@ -5,5 +5,6 @@ pub mod auth;
 pub mod doctor;
 pub mod image;
 pub mod pull;
+pub mod run;
 pub mod server;
 pub mod trust;
