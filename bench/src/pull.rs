@@ -42,7 +42,10 @@ const PASSWORD: &str = "bench-password";
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if !args.berth.exists() {
-        bail!("{} not found: build it with `cargo build --release -p berth`", args.berth.display());
+        bail!(
+            "{} not found: build it with `cargo build --release -p berth`",
+            args.berth.display()
+        );
     }
     let pki = TestPki::named("bench")?;
     let registry = Registry::start(
@@ -58,7 +61,10 @@ async fn main() -> anyhow::Result<()> {
     let host = registry.host_port();
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("bench:{PASSWORD}"));
     let authfile = work.join("auth.json");
-    std::fs::write(&authfile, format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#))?;
+    std::fs::write(
+        &authfile,
+        format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#),
+    )?;
     let secret = work.join("secret.json");
     let dockerconfig = format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#);
     std::fs::write(
@@ -94,7 +100,11 @@ async fn main() -> anyhow::Result<()> {
         let mut berth_runs = Vec::new();
         let mut skopeo_runs = Vec::new();
         for round in 0..args.rounds {
-            let order: [&str; 2] = if round % 2 == 0 { ["berth", "skopeo"] } else { ["skopeo", "berth"] };
+            let order: [&str; 2] = if round % 2 == 0 {
+                ["berth", "skopeo"]
+            } else {
+                ["skopeo", "berth"]
+            };
             for tool in order {
                 let dest = work.join(format!("dest-{tool}"));
                 let _ = std::fs::remove_dir_all(&dest);
@@ -102,7 +112,10 @@ async fn main() -> anyhow::Result<()> {
                     "berth" => {
                         let mut c = Command::new(&args.berth);
                         c.arg("pull").arg(&repo).arg("--secret").arg(&secret);
-                        c.arg("--ca-file").arg(certs.join("ca.crt")).arg("--root").arg(&dest);
+                        c.arg("--ca-file")
+                            .arg(certs.join("ca.crt"))
+                            .arg("--root")
+                            .arg(&dest);
                         c.args(["-o", "json"]);
                         c
                     }
@@ -110,7 +123,8 @@ async fn main() -> anyhow::Result<()> {
                         let mut c = Command::new("skopeo");
                         c.args(["copy", "--quiet", "--src-cert-dir"]).arg(&certs);
                         c.arg("--src-authfile").arg(&authfile);
-                        c.arg(format!("docker://{repo}")).arg(format!("dir:{}", dest.display()));
+                        c.arg(format!("docker://{repo}"))
+                            .arg(format!("dir:{}", dest.display()));
                         c
                     }
                 };
@@ -135,7 +149,11 @@ async fn main() -> anyhow::Result<()> {
                 st.max_rss_kib as f64 / 1024.0
             );
         }
-        summary.push((mib, s.median.as_secs_f64() / b.median.as_secs_f64(), b.max_rss_kib));
+        summary.push((
+            mib,
+            s.median.as_secs_f64() / b.median.as_secs_f64(),
+            b.max_rss_kib,
+        ));
     }
     println!();
     for (mib, speedup, rss) in summary {
@@ -203,7 +221,11 @@ fn dir_size(dir: &Path) -> anyhow::Result<u64> {
     for e in std::fs::read_dir(dir)? {
         let e = e?;
         let m = e.metadata()?;
-        total += if m.is_dir() { dir_size(&e.path())? } else { m.len() };
+        total += if m.is_dir() {
+            dir_size(&e.path())?
+        } else {
+            m.len()
+        };
     }
     Ok(total)
 }
@@ -247,14 +269,19 @@ fn build_image(cache: &Path, mib: u64, layers: usize) -> anyhow::Result<PathBuf>
                 s.spawn(move || write_layer(&blobs, i, per_layer))
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("layer thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("layer thread"))
+            .collect()
     });
     let mut descs = Vec::new();
     let mut diff_ids = Vec::new();
     for b in built {
         let (digest, size, diff_id) = b?;
-        descs.push(serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-            "digest": format!("sha256:{digest}"), "size": size}));
+        descs.push(
+            serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": format!("sha256:{digest}"), "size": size}),
+        );
         diff_ids.push(format!("sha256:{diff_id}"));
     }
     let config = serde_json::json!({"architecture": "amd64", "os": "linux",
@@ -289,9 +316,17 @@ fn put_blob(blobs: &Path, data: &[u8]) -> anyhow::Result<String> {
 
 fn write_layer(blobs: &Path, index: usize, bytes: u64) -> anyhow::Result<(String, u64, String)> {
     let tmp = blobs.join(format!("layer-{index}.tmp"));
-    let file = Hashing { inner: BufWriter::new(File::create(&tmp)?), hash: Sha256::new(), n: 0 };
+    let file = Hashing {
+        inner: BufWriter::new(File::create(&tmp)?),
+        hash: Sha256::new(),
+        n: 0,
+    };
     let gz = flate2::write::GzEncoder::new(file, flate2::Compression::new(6));
-    let tar_out = Hashing { inner: gz, hash: Sha256::new(), n: 0 };
+    let tar_out = Hashing {
+        inner: gz,
+        hash: Sha256::new(),
+        n: 0,
+    };
     let mut tar = tar::Builder::new(tar_out);
     let text = b"lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor ";
     let mut x = 0x2545_f491_4f6c_dd1du64 ^ ((index as u64 + 1) * 0x9e37_79b9);
@@ -320,7 +355,11 @@ fn write_layer(blobs: &Path, index: usize, bytes: u64) -> anyhow::Result<(String
         header.set_mode(0o644);
         header.set_mtime(1_700_000_000);
         header.set_entry_type(tar::EntryType::Regular);
-        tar.append_data(&mut header, format!("layer{index}/dir{}/file{n}", n / 256), &buf[..])?;
+        tar.append_data(
+            &mut header,
+            format!("layer{index}/dir{}/file{n}", n / 256),
+            &buf[..],
+        )?;
         written += size as u64;
         n += 1;
     }

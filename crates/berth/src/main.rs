@@ -8,7 +8,11 @@ mod cmd;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "berth", version, about = "run workloads from images in private third-party registries")]
+#[command(
+    name = "berth",
+    version,
+    about = "run workloads from images in private third-party registries"
+)]
 struct Cli {
     /// Log filter (tracing env-filter syntax), also read from BERTH_LOG
     #[arg(long, global = true, env = "BERTH_LOG", default_value = "warn")]
@@ -64,7 +68,10 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Image(c) => cmd::image::run(c).await,

@@ -337,4 +337,3 @@ async fn detached_containers_log_stop_and_are_removed() {
     assert_eq!(ps.lines().count(), 2, "only `brief` is left: {ps}");
     assert!(env.berth("rm", &["brief"]).status.success());
 }
-
