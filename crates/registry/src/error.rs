@@ -520,11 +520,6 @@ impl ErrorBody {
     }
 }
 
-/// Renders an error body for a message (see [`ErrorBody::render`]).
-pub fn render_error_body(body: &[u8]) -> String {
-    ErrorBody::parse(body).render()
-}
-
 /// Renders an error body sent by a host in `role`. The registry's body is rendered in full
 /// ([`ErrorBody::render`]); a redirect target's or token realm's body is reduced to
 /// [`ErrorBody::render_foreign`], because object stores and CDNs echo the signed request
@@ -633,7 +628,7 @@ mod tests {
     fn error_body_non_json_is_sanitised_and_capped() {
         let mut body = b"<html>\x1b[31mbad\x07 gateway</html>".to_vec();
         body.extend(std::iter::repeat_n(b'a', 100_000));
-        let r = render_error_body(&body);
+        let r = ErrorBody::parse(&body).render();
         assert!(r.starts_with("<html> [31mbad gateway"), "{r}");
         assert!(!r.contains('\x1b'));
         assert!(r.len() <= 260, "{}", r.len());
