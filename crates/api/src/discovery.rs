@@ -228,7 +228,7 @@ mod tests {
     }
 
     #[test]
-    fn api_group_list_names_apps_and_berth() {
+    fn api_group_list_names_apps_coordination_and_berth() {
         let v = parse(api_group_list());
         assert_eq!(v["kind"], "APIGroupList");
         assert_eq!(v["apiVersion"], "v1");
@@ -236,8 +236,9 @@ mod tests {
             v["groups"][0],
             json!({"name":"apps","versions":[{"groupVersion":"apps/v1","version":"v1"}],"preferredVersion":{"groupVersion":"apps/v1","version":"v1"}})
         );
-        assert_eq!(v["groups"][1]["name"], "berth.dev");
-        assert_eq!(v["groups"].as_array().unwrap().len(), 2);
+        assert_eq!(v["groups"][1]["name"], "coordination.k8s.io");
+        assert_eq!(v["groups"][2]["name"], "berth.dev");
+        assert_eq!(v["groups"].as_array().unwrap().len(), 3);
     }
 
     #[test]
@@ -298,7 +299,21 @@ mod tests {
         );
         assert_eq!(apps["versions"][0]["version"], "v1");
         assert_eq!(apps["versions"][0]["freshness"], "Current");
-        let deploy = &apps["versions"][0]["resources"][0];
+        let resources = apps["versions"][0]["resources"].as_array().unwrap();
+        let names: Vec<_> = resources
+            .iter()
+            .map(|r| r["resource"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "controllerrevisions",
+                "deployments",
+                "replicasets",
+                "statefulsets"
+            ]
+        );
+        let deploy = &resources[1];
         assert_eq!(deploy["resource"], "deployments");
         assert_eq!(
             deploy["responseKind"],

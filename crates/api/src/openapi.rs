@@ -15,7 +15,7 @@
 
 use std::sync::OnceLock;
 
-use k8s_openapi::api::{apps::v1 as apps, core::v1 as core};
+use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{Map, Value, json};
@@ -23,8 +23,9 @@ use sha2::{Digest, Sha256};
 
 use crate::resources::{self, BERTH_GROUP, ResourceInfo};
 
-/// Kubernetes version string reported in `info.version` (matches the API level berth implements).
-pub const KUBERNETES_VERSION: &str = "v1.33.0";
+/// Kubernetes version berth presents: `info.version` here and the base of `/version`'s gitVersion (the API
+/// server builds both from this one constant so they never disagree). kubectl 1.32 is the client berth targets.
+pub const KUBERNETES_VERSION: &str = "v1.32.0";
 
 /// One served document.
 #[derive(Debug)]
@@ -160,9 +161,13 @@ fn component_schemas(group: &str, version: &str) -> Map<String, Value> {
             generator.subschema_for::<core::ServiceAccount>();
         }
         ("apps", "v1") => {
+            generator.subschema_for::<apps::ControllerRevision>();
             generator.subschema_for::<apps::Deployment>();
             generator.subschema_for::<apps::ReplicaSet>();
             generator.subschema_for::<apps::StatefulSet>();
+        }
+        ("coordination.k8s.io", "v1") => {
+            generator.subschema_for::<coordination::Lease>();
         }
         _ => {
             generator.subschema_for::<ObjectMeta>();
@@ -440,9 +445,22 @@ fn registry_host_schemas() -> Vec<(&'static str, Value)> {
                     "host": {"type": "string", "description": "Registry as host or host:port exactly as it appears in image references, e.g. registry.example.com:5000 or [::1]:5000. No scheme and no path."},
                     "caBundle": {"type": "string", "description": "PEM-encoded CA certificates trusted for this host only, in addition to the system roots. Fetch and review them with `berth trust fetch host:port`."},
                     "pinnedFingerprints": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set", "description": "SHA-256 fingerprints of certificates that must appear in the presented chain, each as sha256:<64 lowercase hex digits> (as printed by `berth trust fetch`)."},
-                    "clientCertSecretRef": {"allOf": [{"$ref": "#/components/schemas/dev.berth.v1.SecretReference"}], "description": "Reference to a kubernetes.io/tls Secret whose tls.crt and tls.key are presented to this host for mutual TLS."},
-                    "mirrors": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set", "description": "Mirror hosts (host or host:port) tried in order before the host itself. Credentials for the host are never sent to a mirror."},
-                    "insecure": {"type": "boolean", "description": "Skip TLS certificate verification for this host. Cannot be combined with caBundle or pinnedFingerprints. Credentials are still never sent over plain http."},
+                    "clientCertificateSecretRef": {"allOf": [{"$ref": "#/components/schemas/dev.berth.v1.SecretReference"}], "description": "Reference to a kubernetes.io/tls Secret whose tls.crt and tls.key are presented to this host for mutual TLS."},
+                    "mirrors": {"type": "array", "items": {"$ref": "#/components/schemas/dev.berth.v1.RegistryMirror"}, "x-kubernetes-list-type": "atomic", "description": "Mirrors tried in order before the host itself (containerd hosts.toml semantics)."},
+                    "insecure": {"type": "boolean", "description": "Allow plain http for this host. Explicit only: a TLS failure never falls back to http, and credentials are never sent over plain http."},
+                },
+            }),
+        ),
+        (
+            "dev.berth.v1.RegistryMirror",
+            json!({
+                "description": "RegistryMirror is one endpoint tried before the registry host itself.",
+                "type": "object",
+                "required": ["endpoint"],
+                "properties": {
+                    "endpoint": {"type": "string", "description": "Base URL of the mirror with scheme, e.g. https://mirror.example.com:5000 (http only for a plain-http mirror)."},
+                    "resolve": {"type": "boolean", "description": "Whether tags may be resolved through this mirror (containerd capability \"resolve\"); without it the mirror serves pulls by digest only."},
+                    "sendCredentials": {"type": "boolean", "description": "Whether the pod's credentials for the host are sent to this mirror. Off by default: credentials go only to the host they were written for."},
                 },
             }),
         ),
@@ -486,7 +504,15 @@ mod tests {
             .keys()
             .cloned()
             .collect();
-        assert_eq!(paths, ["api/v1", "apis/apps/v1", "apis/berth.dev/v1"]);
+        assert_eq!(
+            paths,
+            [
+                "api/v1",
+                "apis/apps/v1",
+                "apis/coordination.k8s.io/v1",
+                "apis/berth.dev/v1"
+            ]
+        );
     }
 
     #[test]

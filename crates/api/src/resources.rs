@@ -24,6 +24,7 @@ const NAMESPACE_VERBS: &[&str] = &[
 const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
 const SCALE_VERBS: &[&str] = &["get", "patch", "update"];
 const LOG_VERBS: &[&str] = &["get"];
+const BINDING_VERBS: &[&str] = &["create"];
 
 /// Group name berth uses for its own kinds.
 pub const BERTH_GROUP: &str = "berth.dev";
@@ -178,7 +179,7 @@ const fn sub(
     }
 }
 
-/// Every served resource, in discovery order (core first, then apps, then berth.dev).
+/// Every served resource, in discovery order (core first, then apps, coordination.k8s.io, berth.dev).
 pub static RESOURCES: &[ResourceInfo] = &[
     ResourceInfo {
         group: "",
@@ -253,6 +254,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         verbs: FULL_VERBS,
         categories: &["all"],
         subresources: &[
+            sub("binding", "", "Binding", BINDING_VERBS),
             sub("log", "", "Pod", LOG_VERBS),
             sub("status", "", "Pod", STATUS_VERBS),
         ],
@@ -287,6 +289,21 @@ pub static RESOURCES: &[ResourceInfo] = &[
         categories: &[],
         subresources: &[],
         schema_name: "io.k8s.api.core.v1.ServiceAccount",
+    },
+    ResourceInfo {
+        group: "apps",
+        version: "v1",
+        api_version: "apps/v1",
+        kind: "ControllerRevision",
+        list_kind: "ControllerRevisionList",
+        plural: "controllerrevisions",
+        singular: "controllerrevision",
+        short_names: &[],
+        namespaced: true,
+        verbs: FULL_VERBS,
+        categories: &[],
+        subresources: &[],
+        schema_name: "io.k8s.api.apps.v1.ControllerRevision",
     },
     ResourceInfo {
         group: "apps",
@@ -343,6 +360,21 @@ pub static RESOURCES: &[ResourceInfo] = &[
         schema_name: "io.k8s.api.apps.v1.StatefulSet",
     },
     ResourceInfo {
+        group: "coordination.k8s.io",
+        version: "v1",
+        api_version: "coordination.k8s.io/v1",
+        kind: "Lease",
+        list_kind: "LeaseList",
+        plural: "leases",
+        singular: "lease",
+        short_names: &[],
+        namespaced: true,
+        verbs: FULL_VERBS,
+        categories: &[],
+        subresources: &[],
+        schema_name: "io.k8s.api.coordination.v1.Lease",
+    },
+    ResourceInfo {
         group: BERTH_GROUP,
         version: "v1",
         api_version: "berth.dev/v1",
@@ -350,7 +382,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         list_kind: "RegistryHostList",
         plural: "registryhosts",
         singular: "registryhost",
-        short_names: &[],
+        short_names: &["rh"],
         namespaced: false,
         verbs: FULL_VERBS,
         categories: &[],
@@ -450,6 +482,14 @@ mod tests {
         ("deployments", "deploy", "apps/v1", true, "Deployment"),
         ("replicasets", "rs", "apps/v1", true, "ReplicaSet"),
         ("statefulsets", "sts", "apps/v1", true, "StatefulSet"),
+        (
+            "controllerrevisions",
+            "",
+            "apps/v1",
+            true,
+            "ControllerRevision",
+        ),
+        ("leases", "", "coordination.k8s.io/v1", true, "Lease"),
     ];
 
     #[test]
@@ -527,6 +567,11 @@ mod tests {
         let pods = lookup("", "v1", "pods").unwrap();
         assert_eq!(pods.subresource("log").unwrap().verbs, ["get"]);
         assert!(pods.subresource("exec").is_none());
+        let binding = pods.subresource("binding").unwrap();
+        assert_eq!(
+            (binding.response_kind, binding.verbs),
+            ("Binding", &["create"][..])
+        );
     }
 
     #[test]
@@ -563,6 +608,8 @@ mod tests {
             ("pod", "pods"),
             ("Deployment", "deployments"),
             ("secrets", "secrets"),
+            ("rh", "registryhosts"),
+            ("leases", "leases"),
         ] {
             assert_eq!(resolve(name).map(|r| r.plural), Some(plural), "{name}");
         }
@@ -570,10 +617,13 @@ mod tests {
     }
 
     #[test]
-    fn group_versions_list_core_then_apps_then_berth() {
+    fn group_versions_list_core_then_apps_then_coordination_then_berth() {
         let gvs: Vec<_> = group_versions().iter().map(|g| g.group_version).collect();
-        assert_eq!(gvs, ["v1", "apps/v1", "berth.dev/v1"]);
-        assert_eq!(resources_of("apps", "v1").count(), 3);
+        assert_eq!(
+            gvs,
+            ["v1", "apps/v1", "coordination.k8s.io/v1", "berth.dev/v1"]
+        );
+        assert_eq!(resources_of("apps", "v1").count(), 4);
     }
 
     #[test]

@@ -168,6 +168,30 @@ impl Status {
         )
     }
 
+    /// 409 on a subresource or any resource named by string, e.g.
+    /// `Operation cannot be fulfilled on pods/binding "foo": pod foo is already assigned to node "n1"`.
+    pub fn conflict_on(group: &str, resource: &str, name: &str, reason: &str) -> Self {
+        let qualified = if group.is_empty() {
+            resource.to_string()
+        } else {
+            format!("{resource}.{group}")
+        };
+        Self::failure(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {qualified} {}: {reason}",
+                quote(name)
+            ),
+            Some(Details {
+                name: name.to_string(),
+                group: group.to_string(),
+                kind: resource.to_string(),
+                ..Details::default()
+            }),
+        )
+    }
+
     /// 409 for a stale `metadata.resourceVersion` (the optimistic-lock message).
     pub fn conflict_modified(info: &ResourceInfo, name: &str) -> Self {
         Self::conflict(info, name, OPTIMISTIC_LOCK_ERROR_MSG)
@@ -351,6 +375,31 @@ impl Status {
     /// 504 for a request that ran past its deadline.
     pub fn timeout(message: &str) -> Self {
         Self::failure(504, "Timeout", message, None)
+    }
+
+    /// A failure relayed from a backend (a node agent's answer to `pods/log`): its code and text, with the
+    /// reason upstream uses for that code (`BadRequest`, `NotFound`, `Forbidden`, ...; none otherwise).
+    pub fn relayed(code: u16, message: impl Into<String>) -> Self {
+        let reason = match code {
+            400 => "BadRequest",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            404 => "NotFound",
+            409 => "Conflict",
+            410 => "Gone",
+            429 => "TooManyRequests",
+            500 => "InternalError",
+            503 => "ServiceUnavailable",
+            504 => "Timeout",
+            _ => "",
+        };
+        Self::failure(code, reason, message, None)
+    }
+
+    /// 500 without a reason, as upstream answers a failed connection to a kubelet: kubectl prints
+    /// `Error from server: <message>`.
+    pub fn backend_unreachable(message: impl Into<String>) -> Self {
+        Self::failure(500, "", message, None)
     }
 
     /// 500 `Internal error occurred: <message>`, with the message also as the single cause.

@@ -22,8 +22,8 @@ use crate::routes::{self, Health, Route};
 /// Upstream `MaxRequestBodyBytes`.
 pub const MAX_BODY: usize = api::status::MAX_REQUEST_BODY_BYTES;
 
-/// Version reported at `/version` and in OpenAPI `info.version`.
-pub const KUBE_VERSION: &str = "v1.32.0";
+/// Version reported at `/version` (with berth's build metadata) and in OpenAPI `info.version`.
+pub const KUBE_VERSION: &str = api::openapi::KUBERNETES_VERSION;
 
 /// Shared state of every request.
 pub struct App {
@@ -32,6 +32,8 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// Set once bootstrap (default namespaces) finished; `/readyz` answers 200 only then.
     pub ready: std::sync::atomic::AtomicBool,
+    /// The client identity for `pods/log` requests to node agents.
+    pub agent_client: Option<crate::podlog::AgentClient>,
 }
 
 pub type AppRef = Arc<App>;
@@ -122,7 +124,7 @@ impl Call {
     }
 }
 
-async fn dispatch(State(app): State<AppRef>, req: Request<Body>) -> Response {
+pub(crate) async fn dispatch(State(app): State<AppRef>, req: Request<Body>) -> Response {
     let (parts, body) = req.into_parts();
     let route = routes::parse(parts.uri.path());
     let role = match parts.headers.get(header::AUTHORIZATION) {
@@ -188,9 +190,12 @@ async fn non_resource(app: &App, call: &Call, route: Route) -> Response {
 /// The `/version` document: a real-looking upstream version with berth's own version as build metadata.
 pub fn version_info() -> Value {
     let berth = env!("CARGO_PKG_VERSION");
+    let mut parts = KUBE_VERSION.trim_start_matches('v').split('.');
+    let major = parts.next().unwrap_or("1");
+    let minor = parts.next().unwrap_or("0");
     json!({
-        "major": "1",
-        "minor": "32",
+        "major": major,
+        "minor": minor,
         "gitVersion": format!("{KUBE_VERSION}-berth.{berth}"),
         "gitCommit": "",
         "gitTreeState": "clean",
@@ -244,7 +249,11 @@ pub(crate) mod tests {
     }
 
     pub(crate) async fn test_app() -> TestApp {
-        let dir = tempfile::tempdir().unwrap();
+        test_app_in(tempfile::tempdir().unwrap()).await
+    }
+
+    /// A ready app on an existing data dir (which may already hold objects).
+    pub(crate) async fn test_app_in(dir: tempfile::TempDir) -> TestApp {
         let store = crate::storage::open(dir.path()).unwrap();
         let mut tokens = TokenStore::open(dir.path()).unwrap();
         let admin = tokens.issue(Role::Admin).unwrap();
@@ -254,6 +263,7 @@ pub(crate) mod tests {
             auth: tokens.authenticator(),
             shutdown: CancellationToken::new(),
             ready: std::sync::atomic::AtomicBool::new(true),
+            agent_client: None,
         });
         crate::lifecycle::bootstrap(&app).await.unwrap();
         TestApp {
@@ -316,6 +326,33 @@ pub(crate) mod tests {
                 .starts_with("v1.32.0-berth.")
         );
         assert!(json(&body)["goVersion"].is_string());
+    }
+
+    #[tokio::test]
+    async fn version_and_openapi_info_name_the_same_kubernetes_version() {
+        let t = test_app().await;
+        let (_, _, body) = send(&t.app, None, "GET", "/version", &[], vec![]).await;
+        let version = json(&body);
+        let git = version["gitVersion"].as_str().unwrap();
+        let (_, _, body) = send(
+            &t.app,
+            Some(&t.admin),
+            "GET",
+            "/openapi/v3/api/v1",
+            &[],
+            vec![],
+        )
+        .await;
+        let info = json(&body)["info"]["version"].as_str().unwrap().to_string();
+        assert_eq!(git.split('-').next().unwrap(), info);
+        assert_eq!(
+            format!(
+                "v{}.{}.0",
+                version["major"].as_str().unwrap(),
+                version["minor"].as_str().unwrap()
+            ),
+            info
+        );
     }
 
     #[tokio::test]

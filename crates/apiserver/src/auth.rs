@@ -1,7 +1,8 @@
-//! Bearer-token authentication and the two built-in identities. Tokens are generated on first start (one admin,
-//! one read-only viewer); the server keeps only their SHA-256 digests (`tokens.json`, 0600) and each token itself
-//! lives only in its kubeconfig (0600). Authorization is role based: the viewer may only read. This module must
-//! never log, format or echo a token: [`Token`] redacts itself in Debug and Display.
+//! Bearer-token authentication and the three built-in identities. Tokens are generated on first start (admin,
+//! read-only viewer, and the node identity `system:node` that agents use); the server keeps only their SHA-256
+//! digests (`tokens.json`, 0600) and each token itself lives only in its kubeconfig or, for the node, in
+//! `node.token` (0600). Authorization is role based: the viewer may only read. This module must never log, format
+//! or echo a token: [`Token`] redacts itself in Debug and Display.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -53,6 +54,9 @@ pub enum Role {
     Admin,
     /// get, list and watch only.
     Viewer,
+    /// A node agent (`system:node`): registers its Node, reads the pods bound to it and the Secrets they name,
+    /// writes pod status and Events.
+    Node,
 }
 
 impl Role {
@@ -61,10 +65,11 @@ impl Role {
         match self {
             Role::Admin => "berth-admin",
             Role::Viewer => "berth-viewer",
+            Role::Node => "system:node",
         }
     }
     pub fn may_write(self) -> bool {
-        matches!(self, Role::Admin)
+        matches!(self, Role::Admin | Role::Node)
     }
 }
 
@@ -93,6 +98,8 @@ struct TokenFile {
     admin_sha256: Option<String>,
     #[serde(default)]
     viewer_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    node_sha256: Option<String>,
 }
 
 /// The digests the server checks bearer tokens against.
@@ -100,6 +107,7 @@ struct TokenFile {
 pub struct Authenticator {
     admin: Option<[u8; 32]>,
     viewer: Option<[u8; 32]>,
+    node: Option<[u8; 32]>,
 }
 
 fn parse_digest(s: &Option<String>) -> Option<[u8; 32]> {
@@ -125,13 +133,16 @@ impl Authenticator {
             return None;
         }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        // Compare against both in constant time so timing never tells which role (if any) matched.
+        // Compare against every digest in constant time so timing never tells which role (if any) matched.
         let admin = self.admin.as_ref().is_some_and(|d| ct_eq(d, &digest));
         let viewer = self.viewer.as_ref().is_some_and(|d| ct_eq(d, &digest));
+        let node = self.node.as_ref().is_some_and(|d| ct_eq(d, &digest));
         if admin {
             Some(Role::Admin)
         } else if viewer {
             Some(Role::Viewer)
+        } else if node {
+            Some(Role::Node)
         } else {
             None
         }
@@ -162,6 +173,7 @@ impl TokenStore {
         match role {
             Role::Admin => &mut self.file.admin_sha256,
             Role::Viewer => &mut self.file.viewer_sha256,
+            Role::Node => &mut self.file.node_sha256,
         }
     }
 
@@ -186,8 +198,39 @@ impl TokenStore {
         Authenticator {
             admin: parse_digest(&self.file.admin_sha256),
             viewer: parse_digest(&self.file.viewer_sha256),
+            node: parse_digest(&self.file.node_sha256),
         }
     }
+}
+
+/// The file holding the node token's raw value inside a data dir.
+pub const NODE_TOKEN_FILE: &str = "node.token";
+
+/// Ensures `<data-dir>/node.token` (0600) holds the current node token: an existing file whose digest matches
+/// `tokens.json` is kept (the token is stable across restarts), anything else is replaced by a newly issued token.
+/// Returns the file and the token.
+pub fn ensure_node_token(
+    data_dir: &Path,
+    tokens: &mut TokenStore,
+) -> Result<(PathBuf, Token), TokenError> {
+    let path = data_dir.join(NODE_TOKEN_FILE);
+    let existing = fs::read_to_string(&path)
+        .ok()
+        .map(|s| Token::from_string(s.trim().to_string()));
+    if let Some(token) = existing
+        && !token.expose().is_empty()
+        && tokens.matches(Role::Node, &token)
+    {
+        return Ok((path, token));
+    }
+    let token = tokens.issue(Role::Node)?;
+    write_private(&path, format!("{}\n", token.expose()).as_bytes()).map_err(|source| {
+        TokenError::Write {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    Ok((path, token))
 }
 
 #[cfg(test)]
@@ -212,6 +255,39 @@ mod tests {
         assert_eq!(auth.authenticate("Bearer nope"), None);
         assert_eq!(auth.authenticate(admin.expose()), None);
         assert_eq!(auth.authenticate("Bearer "), None);
+    }
+
+    #[test]
+    fn node_token_is_created_0600_on_first_start_stable_across_restarts_and_authenticates_as_system_node()
+     {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = TokenStore::open(dir.path()).unwrap();
+        store.issue(Role::Admin).unwrap();
+        let (path, _) = ensure_node_token(dir.path(), &mut store).unwrap();
+        assert_eq!(path, dir.path().join("node.token"));
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let first = fs::read_to_string(&path).unwrap();
+        let mut store = TokenStore::open(dir.path()).unwrap();
+        ensure_node_token(dir.path(), &mut store).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), first);
+        let auth = store.authenticator();
+        let role = auth.authenticate(&format!("Bearer {}", first.trim()));
+        assert_eq!(role, Some(Role::Node));
+        assert_eq!(Role::Node.user(), "system:node");
+        assert!(Role::Node.may_write());
+        // A tampered file is replaced by a new token; the old value stops working.
+        fs::write(&path, "forged\n").unwrap();
+        let mut store = TokenStore::open(dir.path()).unwrap();
+        ensure_node_token(dir.path(), &mut store).unwrap();
+        let renewed = fs::read_to_string(&path).unwrap();
+        assert_ne!(renewed, first);
+        let auth = store.authenticator();
+        assert_eq!(auth.authenticate(&format!("Bearer {}", first.trim())), None);
+        assert_eq!(auth.authenticate("Bearer forged"), None);
     }
 
     #[test]

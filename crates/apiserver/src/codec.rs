@@ -136,6 +136,23 @@ pub fn decode_body(
     Ok(obj)
 }
 
+/// Decodes a body of a kind outside the resource registry (a `Binding`) by its Content-Type, without
+/// unknown-field checks.
+pub fn decode_untyped(call: &Call) -> Result<Value, Status> {
+    let ct = call.header(header::CONTENT_TYPE);
+    let ct = if ct.trim().is_empty() { JSON } else { ct };
+    if !matches!(media_type(ct).as_str(), JSON | YAML | PROTOBUF) {
+        return Err(Status::unsupported_media_type(&[JSON, YAML, PROTOBUF]));
+    }
+    let obj = wire::codec::decode_body(ct, &call.body, limits()).map_err(codec_status)?;
+    if !obj.is_object() {
+        return Err(Status::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
+    Ok(obj)
+}
+
 fn decode_yaml(body: &[u8]) -> Result<Value, Status> {
     wire::codec::decode(Format::Yaml, body, limits()).map_err(codec_status)
 }

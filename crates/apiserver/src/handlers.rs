@@ -1,5 +1,5 @@
 //! Resource handlers: get, list, watch, create, update, patch, delete and deletecollection for every kind of the
-//! `api` registry, plus the status, scale and log subresources. They apply upstream metadata semantics
+//! `api` registry, plus the status, scale, binding and log subresources. They apply upstream metadata semantics
 //! ([`crate::meta`]), defaulting and validation (`api`), and write through the `store` trait with compare-and-swap
 //! on the revision that becomes `resourceVersion`. They must never log or echo a Secret's data, and never bypass
 //! validation on a write path.
@@ -152,7 +152,8 @@ async fn resource_inner(app: &App, call: Call, rp: ResourcePath) -> HResult {
                 ("scale", "get") => crate::scale::get(app, info, ns, name).await,
                 ("scale", "update") => crate::scale::update(app, &call, info, ns, name).await,
                 ("scale", "patch") => crate::scale::patch(app, &call, info, ns, name).await,
-                ("log", "get") => pod_log(app, info, ns, name).await,
+                ("log", "get") => crate::podlog::get(app, &call, info, ns, name).await,
+                ("binding", "create") => crate::binding::create(app, &call, info, ns, name).await,
                 _ => Err(Status::method_not_allowed(
                     info,
                     Some(sub),
@@ -920,23 +921,4 @@ async fn delete_collection(
         .await
         .map_err(|e| store_status(info, "", e))?;
     Ok(codec::respond_list(info, deleted, revision, None, &out))
-}
-
-async fn pod_log(app: &App, info: &ResourceInfo, ns: Option<&str>, name: &str) -> HResult {
-    let (pod, _) = require(app, info, ns, name).await?;
-    let node = pod
-        .get("spec")
-        .and_then(|s| s.get("nodeName"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let message = if node.is_empty() {
-        format!(
-            "pod {name:?} is not scheduled to a node yet, so no node agent holds its logs; logs become available once a berth node agent runs the pod"
-        )
-    } else {
-        format!(
-            "the logs of pod {name:?} are kept by the node agent on node {node:?}; this API server does not proxy log requests to node agents yet"
-        )
-    };
-    Err(Status::bad_request(message))
 }

@@ -1,4 +1,4 @@
-//! kubeconfig files for the admin and viewer identities: the server URL, the CA embedded as
+//! kubeconfig files for the admin, viewer and node identities: the server URL, the CA embedded as
 //! `certificate-authority-data`, and the bearer token. Written 0600 to the data dir on every start (the URL follows
 //! `--listen`); the token inside is reused while its digest still matches `tokens.json`, else a new one is issued.
 //! This module must never print a kubeconfig anywhere but where the caller asks (it holds a token).
@@ -38,6 +38,7 @@ pub fn file_name(role: Role) -> &'static str {
     match role {
         Role::Admin => "admin.kubeconfig",
         Role::Viewer => "viewer.kubeconfig",
+        Role::Node => "node.kubeconfig",
     }
 }
 
@@ -105,6 +106,22 @@ pub fn write_all(
         })?;
     }
     Ok(())
+}
+
+/// Writes `node.kubeconfig` (0600) for the node token, so `kubectl --kubeconfig` can act as `system:node`.
+pub fn write_node(
+    data_dir: &Path,
+    listen: SocketAddr,
+    ca_pem: &str,
+    token: &Token,
+) -> Result<PathBuf, KubeconfigError> {
+    let path = data_dir.join(file_name(Role::Node));
+    let text = render(&server_url(listen), ca_pem, Role::Node, token);
+    write_private(&path, text.as_bytes()).map_err(|source| KubeconfigError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
 }
 
 /// Reads a role's kubeconfig from a data dir (for `berth kubeconfig`).

@@ -1,12 +1,15 @@
 //! apiserver: berth's kubectl-compatible HTTPS API server. It owns everything HTTP: TLS bootstrap, bearer-token
-//! authentication and the admin/viewer roles, routing, request limits, content negotiation at the HTTP edge,
-//! CRUD/patch/watch handlers, metadata semantics (uid, resourceVersion, generation, generateName, finalizers,
-//! deletion and garbage collection) and the namespace lifecycle. Object formats come from `wire`, the object model
+//! authentication and the admin/viewer/node roles, routing, request limits, content negotiation at the HTTP edge,
+//! CRUD/patch/watch handlers, the pod `binding`, `status` and `log` subresources (logs proxied to the node agent
+//! over pinned mutual TLS), metadata semantics (uid, resourceVersion, generation, generateName, finalizers,
+//! deletion and garbage collection), the namespace lifecycle, and mounting the web console under `/ui`
+//! ([`spawn`] with a router). Object formats come from `wire`, the object model
 //! (registry, defaulting, validation, Status, OpenAPI, discovery) from `api`, and persistence from the `store`
 //! trait. It must never name a storage backend beyond that trait, and never log a Secret's data or a token.
 
 mod app;
 pub mod auth;
+mod binding;
 mod bridge;
 mod codec;
 mod discovery;
@@ -16,13 +19,17 @@ pub mod kubeconfig;
 mod lifecycle;
 mod meta;
 pub mod pki;
+pub mod podlog;
 pub mod routes;
 mod scale;
 mod serve;
 pub mod server;
 pub mod storage;
+pub mod ui;
 mod watch;
 
-pub use server::{DEFAULT_LISTEN, ServerConfig, ServerError, default_data_dir, run};
+pub use server::{
+    DEFAULT_LISTEN, Running, ServerConfig, ServerError, default_data_dir, run, spawn,
+};
 pub use storage::rotate_key;
 pub use tokio_util::sync::CancellationToken;

@@ -1,5 +1,6 @@
 //! TLS material of one server data directory: a self-signed CA (kept for the life of the data dir, since every
-//! kubeconfig embeds it) and a serving certificate signed by it for 127.0.0.1, localhost and the listen host. The
+//! kubeconfig embeds it), a serving certificate signed by it for 127.0.0.1, localhost and the listen host, and the
+//! client certificate (CN `berth:apiserver`, client auth only) the server presents to node agents for `pods/log`. The
 //! serving certificate is re-issued when the wanted SAN set changes (for example a new `--listen` host). Private
 //! keys are written with mode 0600 and never logged; this module must never hand a key to anything but rustls.
 
@@ -58,6 +59,9 @@ pub struct PkiPaths {
     pub serving_cert: PathBuf,
     pub serving_key: PathBuf,
     pub serving_sans: PathBuf,
+    /// Client certificate the API server presents to node agents (`pods/log`), CN `berth:apiserver`.
+    pub agent_client_cert: PathBuf,
+    pub agent_client_key: PathBuf,
 }
 
 impl PkiPaths {
@@ -69,6 +73,8 @@ impl PkiPaths {
             serving_cert: dir.join("serving.crt"),
             serving_key: dir.join("serving.key"),
             serving_sans: dir.join("serving.sans"),
+            agent_client_cert: dir.join("agent-client.crt"),
+            agent_client_key: dir.join("agent-client.key"),
             dir,
         }
     }
@@ -79,6 +85,8 @@ pub struct Pki {
     pub ca_pem: String,
     serving_chain: Vec<CertificateDer<'static>>,
     serving_key: PrivateKeyDer<'static>,
+    agent_client_chain: Vec<CertificateDer<'static>>,
+    agent_client_key: PrivateKeyDer<'static>,
 }
 
 impl std::fmt::Debug for Pki {
@@ -157,25 +165,16 @@ pub fn ensure(paths: &PkiPaths, sans: &[String]) -> Result<Pki, PkiError> {
             path: paths.ca_cert.clone(),
             source,
         })?;
-        // A new CA invalidates any serving certificate signed by an older one.
+        // A new CA invalidates any certificate signed by an older one.
         let _ = fs::remove_file(&paths.serving_cert);
+        let _ = fs::remove_file(&paths.agent_client_cert);
         tracing::info!(path = %paths.ca_cert.display(), "generated a new server CA");
     }
     let ca_pem = read(&paths.ca_cert)?;
     let wanted_sans = sans.join("\n");
     let current_sans = fs::read_to_string(&paths.serving_sans).unwrap_or_default();
     if !paths.serving_cert.exists() || !paths.serving_key.exists() || current_sans != wanted_sans {
-        let ca_key_pem = read(&paths.ca_key)?;
-        let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|e| PkiError::Parse {
-            path: paths.ca_key.clone(),
-            what: "private key",
-            detail: e.to_string(),
-        })?;
-        let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(|e| PkiError::Parse {
-            path: paths.ca_cert.clone(),
-            what: "certificate",
-            detail: e.to_string(),
-        })?;
+        let issuer = ca_issuer(paths, &ca_pem)?;
         let key = KeyPair::generate().map_err(|source| PkiError::Generate {
             what: "serving key",
             source,
@@ -221,6 +220,9 @@ pub fn ensure(paths: &PkiPaths, sans: &[String]) -> Result<Pki, PkiError> {
         })?;
         tracing::info!(sans = %sans.join(","), "issued a serving certificate");
     }
+    if !paths.agent_client_cert.exists() || !paths.agent_client_key.exists() {
+        issue_agent_client(paths, &ca_pem)?;
+    }
     let cert_pem = read(&paths.serving_cert)?;
     let mut serving_chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
@@ -245,14 +247,98 @@ pub fn ensure(paths: &PkiPaths, sans: &[String]) -> Result<Pki, PkiError> {
             what: "private key",
             detail: e.to_string(),
         })?;
+    let client_pem = read(&paths.agent_client_cert)?;
+    let agent_client_chain = CertificateDer::pem_slice_iter(client_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PkiError::Parse {
+            path: paths.agent_client_cert.clone(),
+            what: "certificate",
+            detail: e.to_string(),
+        })?;
+    let client_key_pem = read(&paths.agent_client_key)?;
+    let agent_client_key =
+        PrivateKeyDer::from_pem_slice(client_key_pem.as_bytes()).map_err(|e| PkiError::Parse {
+            path: paths.agent_client_key.clone(),
+            what: "private key",
+            detail: e.to_string(),
+        })?;
     Ok(Pki {
         ca_pem,
         serving_chain,
         serving_key,
+        agent_client_chain,
+        agent_client_key,
     })
 }
 
+/// The CN node agents require of the API server's client certificate.
+pub const AGENT_CLIENT_CN: &str = "berth:apiserver";
+
+fn ca_issuer(paths: &PkiPaths, ca_pem: &str) -> Result<Issuer<'static, KeyPair>, PkiError> {
+    let ca_key_pem = read(&paths.ca_key)?;
+    let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|e| PkiError::Parse {
+        path: paths.ca_key.clone(),
+        what: "private key",
+        detail: e.to_string(),
+    })?;
+    Issuer::from_ca_cert_pem(ca_pem, ca_key).map_err(|e| PkiError::Parse {
+        path: paths.ca_cert.clone(),
+        what: "certificate",
+        detail: e.to_string(),
+    })
+}
+
+/// Issues `agent-client.crt|key`: CN `berth:apiserver`, client auth only, signed by the cluster CA.
+fn issue_agent_client(paths: &PkiPaths, ca_pem: &str) -> Result<(), PkiError> {
+    let issuer = ca_issuer(paths, ca_pem)?;
+    let key = KeyPair::generate().map_err(|source| PkiError::Generate {
+        what: "agent client key",
+        source,
+    })?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, AGENT_CLIENT_CN);
+    params.distinguished_name = dn;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.not_before = time_now_minus_hour();
+    params.not_after = params.not_before + std::time::Duration::from_secs(2 * 365 * 24 * 3600);
+    let cert = params
+        .signed_by(&key, &issuer)
+        .map_err(|source| PkiError::Generate {
+            what: "agent client",
+            source,
+        })?;
+    write_private(&paths.agent_client_key, key.serialize_pem().as_bytes()).map_err(|source| {
+        PkiError::Write {
+            path: paths.agent_client_key.clone(),
+            source,
+        }
+    })?;
+    write_public(&paths.agent_client_cert, cert.pem().as_bytes()).map_err(|source| {
+        PkiError::Write {
+            path: paths.agent_client_cert.clone(),
+            source,
+        }
+    })?;
+    tracing::info!(
+        cn = AGENT_CLIENT_CN,
+        "issued the node agent client certificate"
+    );
+    Ok(())
+}
+
 impl Pki {
+    /// The client identity for connections to node agents: the certificate chain and a copy of its key.
+    pub(crate) fn agent_client_identity(
+        &self,
+    ) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        (
+            self.agent_client_chain.clone(),
+            self.agent_client_key.clone_key(),
+        )
+    }
+
     /// A rustls server configuration offering HTTP/2 and HTTP/1.1 through ALPN.
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, PkiError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());

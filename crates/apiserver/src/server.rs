@@ -1,5 +1,7 @@
-//! Server assembly: data-dir layout, TLS and token bootstrap, kubeconfigs, the SQLite store with Secrets
-//! encrypted at rest, the lifecycle tasks, and the HTTPS listener, with graceful shutdown. The only place that
+//! Server assembly: data-dir layout, TLS and token bootstrap (admin/viewer kubeconfigs, the node token), the
+//! SQLite store with Secrets encrypted at rest, the lifecycle tasks, and the HTTPS listener, with graceful
+//! shutdown. [`spawn`] returns once the server is ready (for in-process tests and the all-in-one binary, which
+//! mounts the console through it); [`run`] is `spawn` then wait. The only place that
 //! names the SQLite backend (the handlers see the `Storage` trait). It must never log a token or key.
 
 use std::net::SocketAddr;
@@ -9,8 +11,8 @@ use std::sync::atomic::AtomicBool;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{self, App};
-use crate::auth::TokenStore;
+use crate::app::App;
+use crate::auth::{Role, TokenStore};
 use crate::{kubeconfig, lifecycle, pki, serve};
 
 /// Default listen address.
@@ -85,41 +87,94 @@ pub fn open_store(data_dir: &Path) -> Result<Arc<dyn store::Storage>, ServerErro
     })
 }
 
-/// Runs the server until `shutdown` is cancelled.
-pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<(), ServerError> {
+/// A started server, returned by [`spawn`] once it accepts requests and `/readyz` answers ok.
+#[derive(Debug)]
+pub struct Running {
+    /// `https://127.0.0.1:<port>`: the URL in the kubeconfigs (the actual port when the config asked for port 0).
+    pub url: String,
+    /// The cluster CA certificate (PEM) that signed the serving certificate.
+    pub ca_pem: String,
+    /// `<data-dir>/pki/ca.crt`.
+    pub ca_file: PathBuf,
+    /// `<data-dir>/admin.kubeconfig`.
+    pub admin_kubeconfig: PathBuf,
+    /// `<data-dir>/node.token`: the raw node token (`system:node`) for agents, mode 0600.
+    pub node_token_file: PathBuf,
+    /// Serves until the shutdown token is cancelled, then drains connections and ends.
+    pub task: tokio::task::JoinHandle<Result<(), ServerError>>,
+}
+
+/// Starts the server and returns once it is ready: the data dir, certificates, tokens and kubeconfigs exist, the
+/// listener is bound (port 0 picks a free port, reflected in `url` and the kubeconfigs) and the default namespaces
+/// are created. `ui`, when given, is the web console's router, served under `/ui` without authentication (see
+/// [`crate::ui`]). The server runs in `task` until `shutdown` is cancelled.
+pub async fn spawn(
+    config: ServerConfig,
+    ui: Option<axum::Router>,
+    shutdown: CancellationToken,
+) -> Result<Running, ServerError> {
     create_private_dir(&config.data_dir)?;
-    let pki = pki::ensure(
-        &pki::PkiPaths::new(&config.data_dir),
-        &pki::serving_sans(config.listen.ip()),
-    )?;
-    let mut tokens = TokenStore::open(&config.data_dir)?;
-    kubeconfig::write_all(&config.data_dir, config.listen, &pki.ca_pem, &mut tokens)?;
-    let store = open_store(&config.data_dir)?;
-    let app = Arc::new(App {
-        store,
-        auth: tokens.authenticator(),
-        shutdown: shutdown.clone(),
-        ready: AtomicBool::new(false),
-    });
+    let paths = pki::PkiPaths::new(&config.data_dir);
+    let pki = pki::ensure(&paths, &pki::serving_sans(config.listen.ip()))?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServerError::Listen {
             addr: config.listen,
             source,
         })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServerError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let mut tokens = TokenStore::open(&config.data_dir)?;
+    kubeconfig::write_all(&config.data_dir, local, &pki.ca_pem, &mut tokens)?;
+    let (node_token_file, node_token) =
+        crate::auth::ensure_node_token(&config.data_dir, &mut tokens)?;
+    kubeconfig::write_node(&config.data_dir, local, &pki.ca_pem, &node_token)?;
+    drop(node_token);
+    let store = open_store(&config.data_dir)?;
+    let app = Arc::new(App {
+        store,
+        auth: tokens.authenticator(),
+        shutdown: shutdown.clone(),
+        ready: AtomicBool::new(false),
+        agent_client: Some({
+            let (chain, key) = pki.agent_client_identity();
+            crate::podlog::AgentClient::new(chain, key)
+        }),
+    });
     lifecycle::bootstrap(&app)
         .await
         .map_err(|s| ServerError::Bootstrap(s.message.clone()))?;
+    let tls = pki.server_config()?;
     app.ready.store(true, std::sync::atomic::Ordering::Release);
-    let lifecycle_task = tokio::spawn(lifecycle::run(app.clone()));
-    tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "berth API server ready");
-    serve::serve_tls(
-        listener,
-        pki.server_config()?,
-        app::router(app.clone()),
-        shutdown,
-    )
-    .await;
-    let _ = lifecycle_task.await;
-    Ok(())
+    let router = crate::ui::router(app.clone(), ui);
+    tracing::info!(listen = %local, data_dir = %config.data_dir.display(), "berth API server ready");
+    let task = tokio::spawn(async move {
+        let lifecycle_task = tokio::spawn(lifecycle::run(app.clone()));
+        serve::serve_tls(listener, tls, router, shutdown).await;
+        let _ = lifecycle_task.await;
+        Ok(())
+    });
+    Ok(Running {
+        url: kubeconfig::server_url(local),
+        ca_pem: pki.ca_pem.clone(),
+        ca_file: paths.ca_cert.clone(),
+        admin_kubeconfig: config.data_dir.join(kubeconfig::file_name(Role::Admin)),
+        node_token_file,
+        task,
+    })
+}
+
+/// Runs the server until `shutdown` is cancelled (no console).
+pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<(), ServerError> {
+    let running = spawn(config, None, shutdown).await?;
+    match running.task.await {
+        Ok(result) => result,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        // The task is never aborted; a cancelled join can only mean the runtime is shutting down.
+        Err(_) => Ok(()),
+    }
 }

@@ -1,7 +1,8 @@
 //! Watch over HTTP: a chunked stream of `{"type","object"}` JSON lines (one-row Tables when a Table was asked
 //! for), started from a resourceVersion (events strictly newer) or, without one, from a synthetic ADDED event per
-//! current object. BOOKMARK events are sent only with `allowWatchBookmarks=true`; a too-old resourceVersion ends
-//! in an ERROR event carrying a 410 `Expired` Status; the stream ends at `timeoutSeconds` or server shutdown.
+//! current object. BOOKMARK events (carrying the revision of the last event delivered, or of the start) are sent
+//! only with `allowWatchBookmarks=true`; a too-old resourceVersion ends in an ERROR event carrying a 410 `Expired`
+//! Status; the stream ends at `timeoutSeconds` or server shutdown.
 //! Each watcher reads the store's own watch (the store fans out), so a slow client never blocks a writer; this
 //! module must never buffer unboundedly for a slow client: it drops that client instead.
 
@@ -27,8 +28,12 @@ use crate::meta;
 
 /// Upstream's `--min-request-timeout` (watches without timeoutSeconds end after about this long).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
-/// Interval of BOOKMARK events when the client allows them.
-const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
+/// Interval of BOOKMARK events when the client allows them (shortened in unit tests so they can observe several).
+const BOOKMARK_INTERVAL: Duration = if cfg!(test) {
+    Duration::from_millis(200)
+} else {
+    Duration::from_secs(30)
+};
 /// Frames buffered per watcher before it counts as unresponsive and is closed.
 const WATCHER_BUFFER: usize = 1024;
 
@@ -242,5 +247,112 @@ async fn pump(
         if is_error {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::app::tests::{send, test_app};
+    use serde_json::Value;
+
+    fn frames(body: &[u8]) -> Vec<Value> {
+        body.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect()
+    }
+
+    async fn create(t: &crate::app::tests::TestApp, name: &str) -> String {
+        let body =
+            format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}"}}}}"#);
+        let (_, _, resp) = send(
+            &t.app,
+            Some(&t.admin),
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            &[("content-type", "application/json")],
+            body.into_bytes(),
+        )
+        .await;
+        let obj: Value = serde_json::from_slice(&resp).unwrap();
+        obj["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bookmarks_come_only_when_asked_and_carry_the_latest_delivered_resource_version() {
+        let t = test_app().await;
+        let first = create(&t, "c0").await;
+        let path = |extra: &str| {
+            format!(
+                "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1&resourceVersion={first}{extra}"
+            )
+        };
+        let app = t.app.clone();
+        let admin = t.admin.clone();
+        let later = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+            let body =
+                br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c1"}}"#.to_vec();
+            let (_, _, resp) = send(
+                &app,
+                Some(&admin),
+                "POST",
+                "/api/v1/namespaces/default/configmaps",
+                &[("content-type", "application/json")],
+                body,
+            )
+            .await;
+            let obj: Value = serde_json::from_slice(&resp).unwrap();
+            obj["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        });
+        let (_, _, body) = send(
+            &t.app,
+            Some(&t.admin),
+            "GET",
+            &path("&allowWatchBookmarks=true"),
+            &[],
+            vec![],
+        )
+        .await;
+        let second = later.await.unwrap();
+        let events = frames(&body);
+        let mut seen_added = false;
+        let mut before = 0;
+        let mut after = 0;
+        for e in &events {
+            match e["type"].as_str().unwrap() {
+                "ADDED" => {
+                    assert_eq!(e["object"]["metadata"]["name"], "c1");
+                    seen_added = true;
+                }
+                "BOOKMARK" => {
+                    assert_eq!(e["object"]["kind"], "ConfigMap");
+                    assert_eq!(e["object"]["apiVersion"], "v1");
+                    let rv = e["object"]["metadata"]["resourceVersion"].as_str().unwrap();
+                    if seen_added {
+                        assert_eq!(rv, second);
+                        after += 1;
+                    } else {
+                        assert_eq!(rv, first);
+                        before += 1;
+                    }
+                }
+                other => panic!("unexpected {other} event: {e}"),
+            }
+        }
+        assert!(seen_added && before >= 1 && after >= 1, "{events:?}");
+
+        let (_, _, body) = send(&t.app, Some(&t.admin), "GET", &path(""), &[], vec![]).await;
+        let events = frames(&body);
+        assert!(
+            events.iter().all(|e| e["type"] != "BOOKMARK"),
+            "bookmarks without allowWatchBookmarks: {events:?}"
+        );
     }
 }

@@ -1,8 +1,7 @@
-//! kube-rs against an in-process `apiserver::run`: optimistic concurrency (409 Conflict on a stale
+//! kube-rs against an in-process `apiserver::spawn`: optimistic concurrency (409 Conflict on a stale
 //! resourceVersion, exactly one winner among concurrent writers with the same resourceVersion) and watch resume
 //! semantics (events strictly after the given resourceVersion, in order, with DELETED carrying the last state).
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -20,41 +19,34 @@ struct Running {
 
 async fn start() -> Running {
     let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let shutdown = apiserver::CancellationToken::new();
     let config = apiserver::ServerConfig {
         data_dir: dir.path().to_path_buf(),
-        listen: format!("127.0.0.1:{port}").parse().unwrap(),
+        listen: "127.0.0.1:0".parse().unwrap(),
     };
-    let task = tokio::spawn(apiserver::run(config, shutdown.clone()));
-    let kubeconfig_path = dir.path().join("admin.kubeconfig");
-    let mut client = None;
-    for _ in 0..200 {
-        if kubeconfig_path.exists() {
-            let kc = Kubeconfig::read_from(&kubeconfig_path).unwrap();
-            let cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                .await
-                .unwrap();
-            let c = Client::try_from(cfg).unwrap();
-            let ready = c
-                .request_text(http::Request::get("/readyz").body(Vec::new()).unwrap())
-                .await;
-            if ready.as_deref().is_ok_and(|s| s.trim() == "ok") {
-                client = Some(c);
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let running = apiserver::spawn(config, None, shutdown.clone())
+        .await
+        .unwrap();
+    let kc = Kubeconfig::read_from(&running.admin_kubeconfig).unwrap();
+    let cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        cfg.cluster_url.to_string().trim_end_matches('/'),
+        running.url
+    );
+    let client = Client::try_from(cfg).unwrap();
+    // spawn returns only once the server is ready: no polling needed.
+    let ready = client
+        .request_text(http::Request::get("/readyz").body(Vec::new()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ready.trim(), "ok");
     Running {
         _dir: dir,
         shutdown,
-        task,
-        client: client.expect("server did not become ready"),
+        task: running.task,
+        client,
     }
 }
 

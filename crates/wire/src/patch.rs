@@ -178,6 +178,8 @@ pub const STRATEGIC_KINDS: &[&str] = &[
     "ServiceAccount",
     "Event",
     "Node",
+    "ControllerRevision",
+    "Lease",
 ];
 
 /// Whether strategic merge patch is available for a kind (upstream refuses it for custom

@@ -1,7 +1,8 @@
 //! Server-side `Table` (meta.k8s.io/v1) rendering with the columns and cell rules of
 //! kubernetes `pkg/printers/internalversion/printers.go` (Pod STATUS/READY/RESTARTS logic,
-//! Deployment, ReplicaSet, StatefulSet, Secret, ConfigMap, Namespace, Event, Node,
-//! ServiceAccount; NAME/AGE for every other kind). Like the apiserver it always emits the
+//! Deployment, ReplicaSet, StatefulSet, ControllerRevision, Lease, Secret, ConfigMap, Namespace,
+//! Event, Node, ServiceAccount; berth's RegistryHost as NAME/HOST/INSECURE/AGE; NAME/AGE for every
+//! other kind). Like the apiserver it always emits the
 //! wide (priority 1) columns; kubectl hides them without `-o wide`. It must never read a clock
 //! (callers pass `now`), fetch anything, or decide which objects are listed.
 //!
@@ -226,6 +227,44 @@ pub fn columns(kind: &str) -> Vec<Column> {
             col("Status", "string", 0, "The status of the namespace"),
             AGE,
         ],
+        "ControllerRevision" => vec![
+            NAME,
+            col("Controller", "string", 0, "Controller of the object"),
+            col(
+                "Revision",
+                "string",
+                0,
+                "Revision indicates the revision of the state represented by Data.",
+            ),
+            AGE,
+        ],
+        "Lease" => vec![
+            NAME,
+            col(
+                "Holder",
+                "string",
+                0,
+                "holderIdentity contains the identity of the holder of a current lease.",
+            ),
+            AGE,
+        ],
+        // berth's own kind: the columns a CRD's additionalPrinterColumns would give it.
+        "RegistryHost" => vec![
+            NAME,
+            col(
+                "Host",
+                "string",
+                0,
+                "Registry as host or host:port the settings apply to.",
+            ),
+            col(
+                "Insecure",
+                "boolean",
+                0,
+                "Whether plain http is allowed for this host.",
+            ),
+            AGE,
+        ],
         "Node" => vec![
             NAME,
             col("Status", "string", 0, "The status of the node"),
@@ -392,6 +431,36 @@ pub fn row(kind: &str, object: &Value, include: IncludeObject, now: DateTime<Utc
             None,
         ),
         "Node" => (node_cells(object, now), None),
+        "ControllerRevision" => (
+            vec![
+                name(object),
+                json!(controller_name(object)),
+                json!(object.get("revision").and_then(Value::as_i64).unwrap_or(0)),
+                age(object, now),
+            ],
+            None,
+        ),
+        "Lease" => {
+            let holder = object
+                .pointer("/spec/holderIdentity")
+                .and_then(Value::as_str)
+                .unwrap_or("<unknown>");
+            (vec![name(object), json!(holder), age(object, now)], None)
+        }
+        "RegistryHost" => (
+            vec![
+                name(object),
+                s(object, "/spec/host"),
+                json!(
+                    object
+                        .pointer("/spec/insecure")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                ),
+                age(object, now),
+            ],
+            None,
+        ),
         "Event" => (event_cells(object, now), None),
         _ => (vec![name(object), age(object, now)], None),
     };
@@ -443,6 +512,32 @@ fn arr<'a>(o: &'a Value, ptr: &str) -> &'a [Value] {
         .map(Vec::as_slice)
         .unwrap_or(&[])
 }
+/// `statefulset.apps/web` for the controller owner reference (upstream `formatResourceName` of its
+/// GroupKind, lowercased), `<none>` without one.
+fn controller_name(o: &Value) -> String {
+    let owner = o
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .and_then(|refs| {
+            refs.iter()
+                .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        });
+    let Some(owner) = owner else {
+        return "<none>".into();
+    };
+    let kind = str_at(owner, "/kind");
+    let group = str_at(owner, "/apiVersion")
+        .rsplit_once('/')
+        .map(|(g, _)| g)
+        .unwrap_or("");
+    let group_kind = if group.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}.{group}")
+    };
+    format!("{}/{}", group_kind.to_lowercase(), str_at(owner, "/name"))
+}
+
 fn name(o: &Value) -> Value {
     s(o, "/metadata/name")
 }
@@ -865,6 +960,9 @@ mod tests {
             "Namespace",
             "Node",
             "Event",
+            "ControllerRevision",
+            "Lease",
+            "RegistryHost",
             "Widget",
         ] {
             let r = row(
@@ -879,6 +977,40 @@ mod tests {
                 "{kind}"
             );
         }
+    }
+
+    #[test]
+    fn controller_revision_lease_and_registry_host_rows_match_upstream_printers() {
+        let cr = json!({"metadata": {"name": "web-7d4b9c", "creationTimestamp": "2024-05-01T11:59:00Z",
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": "u", "controller": true}]},
+            "revision": 3, "data": {}});
+        assert_eq!(
+            row("ControllerRevision", &cr, IncludeObject::None, now())["cells"],
+            json!(["web-7d4b9c", "statefulset.apps/web", 3, "60s"])
+        );
+        let orphan = json!({"metadata": {"name": "x"}, "revision": 1});
+        assert_eq!(
+            row("ControllerRevision", &orphan, IncludeObject::None, now())["cells"][1],
+            "<none>"
+        );
+        let lease = json!({"metadata": {"name": "node-1"}, "spec": {"holderIdentity": "node-1"}});
+        assert_eq!(
+            row("Lease", &lease, IncludeObject::None, now())["cells"][1],
+            "node-1"
+        );
+        let unheld = json!({"metadata": {"name": "leader"}, "spec": {}});
+        assert_eq!(
+            row("Lease", &unheld, IncludeObject::None, now())["cells"][1],
+            "<unknown>"
+        );
+        let rh = json!({"metadata": {"name": "r", "creationTimestamp": "2024-05-01T11:00:00Z"},
+            "spec": {"host": "registry.example.com:5000"}});
+        assert_eq!(
+            row("RegistryHost", &rh, IncludeObject::None, now())["cells"],
+            json!(["r", "registry.example.com:5000", false, "60m"])
+        );
+        let names: Vec<_> = columns("RegistryHost").iter().map(|c| c.name).collect();
+        assert_eq!(names, ["Name", "Host", "Insecure", "Age"]);
     }
 
     #[test]

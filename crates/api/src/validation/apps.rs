@@ -1,6 +1,7 @@
 //! apps/v1 rules of upstream `pkg/apis/apps/validation/validation.go`: Deployment, ReplicaSet and
 //! StatefulSet specs (selector required, non-empty and matching the template labels, replicas and
-//! limits non-negative, strategies), selector immutability and the StatefulSet update restrictions.
+//! limits non-negative, strategies), selector immutability, the StatefulSet update restrictions, and
+//! ControllerRevision (data mandatory and immutable, revision non-negative).
 //!
 //! Label selectors are evaluated here only as far as validation needs (matchLabels and
 //! matchExpressions against the template's labels); this module never selects stored objects.
@@ -400,6 +401,40 @@ pub(super) fn validate_selector_immutable(new: &Value, old: &Value, errs: &mut V
         errs.push(FieldError::invalid(
             &Path::new("spec").child("selector"),
             BadValue::Raw(rendered),
+            FIELD_IMMUTABLE,
+        ));
+    }
+}
+
+/// `ValidateControllerRevision`: `data` is mandatory and `revision` non-negative.
+pub(super) fn validate_controller_revision(obj: &Value, errs: &mut Vec<FieldError>) {
+    if obj.get("data").is_none_or(Value::is_null) {
+        errs.push(FieldError::required(
+            &Path::new("data"),
+            "data is mandatory",
+        ));
+    }
+    if let Some(r) = obj.get("revision").and_then(Value::as_i64)
+        && r < 0
+    {
+        errs.push(FieldError::invalid(
+            &Path::new("revision"),
+            BadValue::Int(r),
+            IS_NEGATIVE_ERROR_MSG,
+        ));
+    }
+}
+
+/// `ValidateControllerRevisionUpdate`: `data` is immutable.
+pub(super) fn validate_controller_revision_update(
+    new: &Value,
+    old: &Value,
+    errs: &mut Vec<FieldError>,
+) {
+    if !semantic_eq(new.get("data"), old.get("data")) {
+        errs.push(FieldError::invalid(
+            &Path::new("data"),
+            BadValue::Omit,
             FIELD_IMMUTABLE,
         ));
     }

@@ -1,10 +1,11 @@
 //! Validation of berth's own `berth.dev/v1 RegistryHost`: the per-registry trust and mirror settings
-//! every node agent applies (`spec.host`, `caBundle`, `pinnedFingerprints`, `clientCertSecretRef`,
-//! `mirrors`, `insecure`).
+//! every node agent applies (`spec.host`, `caBundle`, `pinnedFingerprints`, `clientCertificateSecretRef`,
+//! `mirrors[].{endpoint,resolve,sendCredentials}`, `insecure`), with upstream-form causes (type errors in
+//! the CRD structural-schema wording).
 //!
-//! The checks are syntactic (host:port form, PEM framing and base64, fingerprint format, reference
-//! names): they never dial the registry, never parse certificates beyond their framing, and never
-//! read the referenced Secret.
+//! The checks are local: host:port form, every caBundle block parsed as an X.509 certificate
+//! (x509-parser), fingerprint format, mirror URL form, reference names. They never dial the registry and
+//! never read the referenced Secret.
 
 use std::collections::HashSet;
 
@@ -24,7 +25,14 @@ pub(super) fn validate_registry_host(obj: &Value, errs: &mut Vec<FieldError>) {
         errs.push(FieldError::required(&path, ""));
         return;
     };
-    let host = str_at(spec, "host");
+    let host = match spec.get("host") {
+        None | Some(Value::Null) => "",
+        Some(Value::String(h)) => h.as_str(),
+        Some(other) => {
+            errs.push(type_error(&path.child("host"), other, "string"));
+            return;
+        }
+    };
     if host.is_empty() {
         errs.push(FieldError::required(
             &path.child("host"),
@@ -33,30 +41,24 @@ pub(super) fn validate_registry_host(obj: &Value, errs: &mut Vec<FieldError>) {
     } else if let Err(msg) = check_host_port(host) {
         errs.push(FieldError::invalid_str(&path.child("host"), host, msg));
     }
-    let insecure = spec
-        .get("insecure")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let ca = str_at(spec, "caBundle");
-    if !ca.is_empty() {
-        if let Err(msg) = check_pem_certificates(ca) {
-            // The bundle is public material, but it can be megabytes long: name the problem, not the value.
-            errs.push(FieldError::invalid(
-                &path.child("caBundle"),
-                BadValue::Omit,
-                msg,
-            ));
+    match spec.get("caBundle") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(ca)) if ca.is_empty() => {}
+        Some(Value::String(ca)) => {
+            if let Err(msg) = check_pem_certificates(ca) {
+                // The bundle is public material, but it can be megabytes long: name the problem, not the value.
+                errs.push(FieldError::invalid(
+                    &path.child("caBundle"),
+                    BadValue::Omit,
+                    msg,
+                ));
+            }
         }
-        if insecure {
-            errs.push(FieldError::forbidden(
-                &path.child("caBundle"),
-                "may not be set when `insecure` is true: remove one of them",
-            ));
-        }
+        Some(other) => errs.push(type_error(&path.child("caBundle"), other, "string")),
     }
-    let pins = arr_at(spec, "pinnedFingerprints");
+    check_bool(spec, "insecure", &path, errs);
     let mut seen = HashSet::new();
-    for (i, pin) in pins.iter().enumerate() {
+    for (i, pin) in arr_at(spec, "pinnedFingerprints").iter().enumerate() {
         let p = path.child("pinnedFingerprints").index(i);
         let s = pin.as_str().unwrap_or("");
         if !is_fingerprint(s) {
@@ -69,33 +71,98 @@ pub(super) fn validate_registry_host(obj: &Value, errs: &mut Vec<FieldError>) {
             errs.push(FieldError::duplicate(&p, BadValue::Str(s.to_string())));
         }
     }
-    if insecure && !pins.is_empty() {
-        errs.push(FieldError::forbidden(
-            &path.child("pinnedFingerprints"),
-            "may not be set when `insecure` is true: remove one of them",
-        ));
-    }
-    if let Some(r) = spec.get("clientCertSecretRef").filter(|v| !v.is_null()) {
+    if let Some(r) = spec
+        .get("clientCertificateSecretRef")
+        .filter(|v| !v.is_null())
+    {
         validate_secret_ref(
             r.as_object().unwrap_or(&EMPTY),
-            &path.child("clientCertSecretRef"),
+            &path.child("clientCertificateSecretRef"),
             errs,
         );
     }
     let mut seen = HashSet::new();
     for (i, m) in arr_at(spec, "mirrors").iter().enumerate() {
         let p = path.child("mirrors").index(i);
-        let s = m.as_str().unwrap_or("");
-        if s.is_empty() {
-            errs.push(FieldError::required(&p, ""));
-        } else if let Err(msg) = check_host_port(s) {
-            errs.push(FieldError::invalid_str(&p, s, msg));
-        } else if s == host {
-            errs.push(FieldError::invalid_str(&p, s, "must differ from spec.host"));
-        } else if !seen.insert(s) {
-            errs.push(FieldError::duplicate(&p, BadValue::Str(s.to_string())));
+        let Some(m) = m.as_object() else {
+            errs.push(type_error(&p, m, "object"));
+            continue;
+        };
+        let ep = p.child("endpoint");
+        let endpoint = str_at(m, "endpoint");
+        if endpoint.is_empty() {
+            errs.push(FieldError::required(
+                &ep,
+                "the mirror's base URL, e.g. https://mirror.example.com:5000",
+            ));
+        } else if let Err(msg) = check_endpoint(endpoint) {
+            errs.push(FieldError::invalid_str(&ep, endpoint, msg));
+        } else if !seen.insert(endpoint.trim_end_matches('/')) {
+            errs.push(FieldError::duplicate(
+                &ep,
+                BadValue::Str(endpoint.to_string()),
+            ));
         }
+        check_bool(m, "resolve", &p, errs);
+        check_bool(m, "sendCredentials", &p, errs);
     }
+}
+
+/// The JSON type name the upstream CRD validator prints.
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Upstream's structural-schema type error: `spec.insecure: Invalid value: "string": spec.insecure in body
+/// must be of type boolean: "string"`.
+fn type_error(path: &Path, v: &Value, want: &str) -> FieldError {
+    let got = json_type(v);
+    FieldError::invalid_str(
+        path,
+        got,
+        format!("{path} in body must be of type {want}: \"{got}\""),
+    )
+}
+
+fn check_bool(m: &Map<String, Value>, key: &str, path: &Path, errs: &mut Vec<FieldError>) {
+    match m.get(key) {
+        None | Some(Value::Null) | Some(Value::Bool(_)) => {}
+        Some(other) => errs.push(type_error(&path.child(key), other, "boolean")),
+    }
+}
+
+/// A mirror endpoint: `http://` or `https://`, then host[:port], then an optional path; no user info, query or
+/// fragment (containerd's `hosts.toml` server form).
+pub fn check_endpoint(s: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return Err(
+            "must be a URL with scheme http or https, e.g. https://mirror.example.com:5000".into(),
+        );
+    };
+    if scheme != "https" && scheme != "http" {
+        return Err(format!(
+            "scheme {scheme:?} is not supported: use https (or http for a plain-http mirror)"
+        ));
+    }
+    if rest.contains('?') || rest.contains('#') {
+        return Err("must not contain a query or fragment".into());
+    }
+    let (authority, _path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    if authority.is_empty() {
+        return Err("must name a host, e.g. https://mirror.example.com:5000".into());
+    }
+    check_host_port(authority)
 }
 
 fn validate_secret_ref(r: &Map<String, Value>, path: &Path, errs: &mut Vec<FieldError>) {
@@ -185,7 +252,7 @@ pub fn is_fingerprint(s: &str) -> bool {
     })
 }
 
-/// One or more `CERTIFICATE` PEM blocks whose bodies are valid base64, and nothing else but whitespace.
+/// One or more `CERTIFICATE` PEM blocks, each a DER X.509 certificate, and nothing else but whitespace.
 fn check_pem_certificates(pem: &str) -> Result<(), String> {
     const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
     const END: &str = "-----END CERTIFICATE-----";
@@ -202,9 +269,24 @@ fn check_pem_certificates(pem: &str) -> Result<(), String> {
             return Err(format!("PEM block {} has no {END} line", count + 1));
         };
         let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-        match base64::engine::general_purpose::STANDARD.decode(compact) {
-            Ok(der) if !der.is_empty() => {}
+        let der = match base64::engine::general_purpose::STANDARD.decode(compact) {
+            Ok(der) if !der.is_empty() => der,
             _ => return Err(format!("PEM block {} is not valid base64", count + 1)),
+        };
+        match x509_parser::parse_x509_certificate(&der) {
+            Ok(([], _)) => {}
+            Ok(_) => {
+                return Err(format!(
+                    "PEM block {} has trailing bytes after its X.509 certificate",
+                    count + 1
+                ));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "PEM block {} is not a valid X.509 certificate: {e}",
+                    count + 1
+                ));
+            }
         }
         count += 1;
         rest = after_end.trim_start();
@@ -222,8 +304,15 @@ mod tests {
     use crate::validation::validate_create;
     use serde_json::json;
 
-    const PEM: &str =
-        "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n";
+    /// A real self-signed certificate in PEM.
+    fn pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        rcgen::CertificateParams::new(vec!["registry.example.com".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem()
+    }
 
     fn errors(spec: Value) -> Vec<String> {
         let info = by_kind_name("RegistryHost").unwrap();
@@ -235,11 +324,13 @@ mod tests {
     }
 
     #[test]
-    fn a_complete_registry_host_is_valid() {
-        let spec = json!({"host":"registry.example.com:5000","caBundle":format!("{PEM}{PEM}"),
+    fn a_complete_registry_host_in_the_contract_shape_is_valid() {
+        let spec = json!({"host":"registry.example.com:5000","caBundle":format!("{}{}", pem(), pem()),
             "pinnedFingerprints":[format!("sha256:{}", "a".repeat(64))],
-            "clientCertSecretRef":{"name":"client-tls","namespace":"berth-system"},
-            "mirrors":["mirror.example.com","10.0.0.5:5000","[::1]:5000"]});
+            "clientCertificateSecretRef":{"name":"client-tls","namespace":"berth-system"},
+            "mirrors":[{"endpoint":"https://mirror:5000","resolve":false,"sendCredentials":false},
+                       {"endpoint":"http://10.0.0.5:5000/v2/prefix"},{"endpoint":"https://[::1]:5000"}],
+            "insecure":false});
         assert_eq!(errors(spec), Vec::<String>::new());
     }
 
@@ -280,7 +371,7 @@ mod tests {
     }
 
     #[test]
-    fn ca_bundle_must_be_pem_certificates() {
+    fn every_ca_bundle_block_must_parse_as_an_x509_certificate() {
         let errs = errors(json!({"host":"r.io","caBundle":"not a pem"}));
         assert_eq!(
             errs,
@@ -296,11 +387,21 @@ mod tests {
             ["spec.caBundle: Invalid value: PEM block 1 is not valid base64"]
         );
         let errs = errors(
-            json!({"host":"r.io","caBundle":format!("{PEM}-----BEGIN CERTIFICATE-----\nAAAA")}),
+            json!({"host":"r.io","caBundle":format!("{}-----BEGIN CERTIFICATE-----\nAAAA", pem())}),
         );
         assert_eq!(
             errs,
             ["spec.caBundle: Invalid value: PEM block 2 has no -----END CERTIFICATE----- line"]
+        );
+        // Well-framed base64 that is not a certificate.
+        let errs = errors(json!({"host":"r.io","caBundle":format!(
+            "{}-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n", pem())}));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with(
+                "spec.caBundle: Invalid value: PEM block 2 is not a valid X.509 certificate: "
+            ),
+            "{errs:?}"
         );
     }
 
@@ -323,37 +424,48 @@ mod tests {
     }
 
     #[test]
-    fn insecure_excludes_trust_material() {
+    fn wrong_json_types_get_the_upstream_structural_schema_message() {
         let errs = errors(
-            json!({"host":"r.io","insecure":true,"caBundle":PEM,"pinnedFingerprints":[format!("sha256:{}", "c".repeat(64))]}),
+            json!({"host":"r.io","insecure":"yes","mirrors":[{"endpoint":"https://m.io","sendCredentials":1}, "m.io"]}),
         );
         assert_eq!(
             errs,
             [
-                "spec.caBundle: Forbidden: may not be set when `insecure` is true: remove one of them",
-                "spec.pinnedFingerprints: Forbidden: may not be set when `insecure` is true: remove one of them",
+                "spec.insecure: Invalid value: \"string\": spec.insecure in body must be of type boolean: \"string\"",
+                "spec.mirrors[0].sendCredentials: Invalid value: \"integer\": spec.mirrors[0].sendCredentials in body must be of type boolean: \"integer\"",
+                "spec.mirrors[1]: Invalid value: \"string\": spec.mirrors[1] in body must be of type object: \"string\"",
+            ]
+        );
+        assert_eq!(
+            errors(json!({"host":5})),
+            [
+                "spec.host: Invalid value: \"integer\": spec.host in body must be of type string: \"integer\""
             ]
         );
     }
 
     #[test]
-    fn client_cert_ref_and_mirrors_are_checked() {
-        let errs = errors(
-            json!({"host":"r.io","clientCertSecretRef":{"name":"Bad_Name"},"mirrors":["r.io","m.io","m.io",""]}),
-        );
+    fn client_certificate_ref_and_mirror_endpoints_are_checked() {
+        let errs = errors(json!({"host":"r.io",
+            "clientCertificateSecretRef":{"name":"Bad_Name"},
+            "mirrors":[{"endpoint":"mirror:5000"},{"endpoint":"https://m.io"},{"endpoint":"https://m.io/"},
+                       {},{"endpoint":"ftp://m.io"},{"endpoint":"https://u@m.io"},{"endpoint":"https://m.io?x=1"}]}));
         assert!(
-            errs[0].starts_with("spec.clientCertSecretRef.name: Invalid value: \"Bad_Name\""),
+            errs[0]
+                .starts_with("spec.clientCertificateSecretRef.name: Invalid value: \"Bad_Name\""),
             "{errs:?}"
         );
         assert_eq!(
-            errs[1],
-            "spec.clientCertSecretRef.namespace: Required value: namespace of the Secret (RegistryHost is cluster-scoped)"
+            &errs[1..],
+            [
+                "spec.clientCertificateSecretRef.namespace: Required value: namespace of the Secret (RegistryHost is cluster-scoped)",
+                "spec.mirrors[0].endpoint: Invalid value: \"mirror:5000\": must be a URL with scheme http or https, e.g. https://mirror.example.com:5000",
+                "spec.mirrors[2].endpoint: Duplicate value: \"https://m.io/\"",
+                "spec.mirrors[3].endpoint: Required value: the mirror's base URL, e.g. https://mirror.example.com:5000",
+                "spec.mirrors[4].endpoint: Invalid value: \"ftp://m.io\": scheme \"ftp\" is not supported: use https (or http for a plain-http mirror)",
+                "spec.mirrors[5].endpoint: Invalid value: \"https://u@m.io\": must be host or host:port without a path or user info, e.g. registry.example.com:5000",
+                "spec.mirrors[6].endpoint: Invalid value: \"https://m.io?x=1\": must not contain a query or fragment",
+            ]
         );
-        assert_eq!(
-            errs[2],
-            "spec.mirrors[0]: Invalid value: \"r.io\": must differ from spec.host"
-        );
-        assert_eq!(errs[3], "spec.mirrors[2]: Duplicate value: \"m.io\"");
-        assert_eq!(errs[4], "spec.mirrors[3]: Required value");
     }
 }

@@ -1,5 +1,5 @@
 //! Create and update validation of served objects, following kube-apiserver's
-//! `pkg/apis/{core,apps}/validation` and apimachinery's ObjectMeta rules, with upstream field paths
+//! `pkg/apis/{core,apps,coordination}/validation` and apimachinery's ObjectMeta rules, with upstream field paths
 //! and message texts so kubectl prints the same 422 errors.
 //!
 //! Objects are validated *after* defaulting ([`crate::defaults::apply`]) and after the API server has
@@ -9,6 +9,7 @@
 
 mod apps;
 mod berth;
+mod coordination;
 mod core;
 mod field;
 pub mod names;
@@ -44,6 +45,9 @@ pub fn validate_update(info: &ResourceInfo, new: &Value, old: &Value) -> Result<
             apps::validate_selector_immutable(new, old, &mut errs)
         }
         ("apps", "StatefulSet") => apps::validate_stateful_set_update(new, old, &mut errs),
+        ("apps", "ControllerRevision") => {
+            apps::validate_controller_revision_update(new, old, &mut errs)
+        }
         _ => {}
     }
     validate_object(info, new, &mut errs);
@@ -83,6 +87,8 @@ fn validate_object(info: &ResourceInfo, obj: &Value, errs: &mut Vec<FieldError>)
         ("apps", "Deployment") => apps::validate_deployment(obj, errs),
         ("apps", "ReplicaSet") => apps::validate_replica_set(obj, errs),
         ("apps", "StatefulSet") => apps::validate_stateful_set(obj, errs),
+        ("apps", "ControllerRevision") => apps::validate_controller_revision(obj, errs),
+        ("coordination.k8s.io", "Lease") => coordination::validate_lease(obj, errs),
         (crate::resources::BERTH_GROUP, "RegistryHost") => berth::validate_registry_host(obj, errs),
         _ => {}
     }
