@@ -509,6 +509,24 @@ impl HostsConfig {
             )));
         }
         hc.plain_http = !http.is_empty();
+        hc.hosts_dir = Some(self.dir.clone());
+        let skip: Vec<&String> = entries
+            .iter()
+            .filter(|e| !e.1 && e.2.entry.skip_verify)
+            .map(|e| &e.0)
+            .collect();
+        let verify: Vec<&String> = entries
+            .iter()
+            .filter(|e| !e.1 && !e.2.entry.skip_verify)
+            .map(|e| &e.0)
+            .collect();
+        if !skip.is_empty() && !verify.is_empty() {
+            return Err(HostsError::Trust(format!(
+                "{host} is configured with skip_verify = true in {} and without it in {}; use one setting for one host:port",
+                skip[0], verify[0]
+            )));
+        }
+        hc.skip_verify = !skip.is_empty();
         let mut client_sources = Vec::new();
         for (label, is_http, le) in &entries {
             if *is_http {
@@ -525,11 +543,11 @@ impl HostsConfig {
             }
             if le.entry.skip_verify {
                 hc.sources.push(format!(
-                    "{label}: skip_verify requested (certificate verification stays on until the client supports it)"
+                    "{label}: skip_verify = true (certificate verification disabled for {host})"
                 ));
             }
             if !le.entry.client_pairs.is_empty() {
-                client_sources.push(label.clone());
+                client_sources.push((label.clone(), *le));
             }
             hc.sources.push(if le.cas.is_empty() {
                 label.clone()
@@ -569,41 +587,56 @@ impl HostsConfig {
         names
     }
 
-    /// Client certificates are loaded by the registry crate's certs.d reader (its
-    /// `ClientIdentity` has no public constructor), which covers `<dir>/host:port/` and, for port
-    /// 443, `<dir>/host/` in the Docker layout; a pair configured any other way is refused with
-    /// a message rather than silently not presented.
+    /// The client certificate presented to `host`: the first `client` pair of the first entry
+    /// that configures one (hosts.toml `client`, or a certs.d `.cert`/`.key` pair), loaded and
+    /// checked with `registry::ClientIdentity::load`. rustls presents one certificate per
+    /// connection, so further pairs are ignored with a warning.
     fn client_identity_for(
         &self,
         host: &HostPort,
-        sources: &[String],
+        sources: &[(String, &LoadedEntry)],
     ) -> Result<Option<registry::tls::ClientIdentity>, HostsError> {
-        let docker_folders = registry::tls::certs_d_folders(&self.dir, host);
-        let usable = self.namespaces.values().any(|ns| {
-            matches!(&ns.source, NamespaceSource::CertsD(d) if docker_folders.contains(d))
-                && !ns.server.entry.client_pairs.is_empty()
-        });
-        if usable {
-            let tc = registry::TrustConfig {
-                hosts_dir: Some(self.dir.clone()),
-                ..Default::default()
-            };
-            let hc = tc
-                .host_config(host)
-                .map_err(|e| HostsError::Trust(config_message(e)))?;
-            return Ok(hc.client_identity);
+        let mut pairs = sources
+            .iter()
+            .flat_map(|(label, le)| le.entry.client_pairs.iter().map(move |p| (label, p)));
+        let Some((label, first)) = pairs.next() else {
+            return Ok(None);
+        };
+        let ignored: Vec<String> = pairs
+            .filter(|(_, p)| *p != first)
+            .map(|(l, p)| format!("{} ({l})", p.cert.display()))
+            .collect();
+        if !ignored.is_empty() {
+            tracing::warn!(%host, used = %first.cert.display(), ignored = %ignored.join(", "), "several client certificates configured for one host:port; only the first is presented");
         }
-        Err(HostsError::Trust(format!(
-            "client certificate for {host} configured in {} cannot be presented: berth loads client certificates only from the certs.d layout ({}/{host}/client.cert and client.key); move the pair there",
-            sources.join(", "),
-            self.dir.display()
-        )))
+        registry::tls::ClientIdentity::load(&first.cert, first.key.as_deref())
+            .map(Some)
+            .map_err(|e| HostsError::Trust(format!("{label}: {}", config_message(e))))
+    }
+
+    /// The endpoints of `namespace` as the registry client takes them.
+    pub fn registry_endpoints(
+        &self,
+        namespace: &str,
+    ) -> Result<Vec<registry::RegistryEndpoint>, HostsError> {
+        Ok(self
+            .resolve(namespace)?
+            .iter()
+            .map(Endpoint::to_registry)
+            .collect())
     }
 }
 
 impl HostConfigSource for HostsConfig {
     fn host_config(&self, host: &HostPort) -> Result<HostConfig, RegistryError> {
         self.host_config_for(host).map_err(Into::into)
+    }
+
+    fn endpoints(
+        &self,
+        namespace: &str,
+    ) -> Result<Option<Vec<registry::RegistryEndpoint>>, RegistryError> {
+        Ok(Some(self.registry_endpoints(namespace)?))
     }
 }
 
@@ -969,15 +1002,144 @@ pub(crate) mod tests {
                 .client_identity
                 .is_none()
         );
-        // a hosts.toml client pair cannot be presented yet: refused loudly
-        write(dir, "toml.example:8443/c.pem", "x");
-        write(dir, "toml.example:8443/hosts.toml", "client = \"c.pem\"\n");
+        // a hosts.toml client pair (cert and key files, relative to the file) is presented too
+        write(dir, "toml.example:8443/c.pem", &cl.cert.pem());
+        write(
+            dir,
+            "toml.example:8443/k.pem",
+            &cl.signing_key.serialize_pem(),
+        );
+        write(
+            dir,
+            "toml.example:8443/hosts.toml",
+            "client = [[\"c.pem\", \"k.pem\"]]\n",
+        );
+        let cfg = HostsConfig::load(dir).unwrap();
+        let hc = cfg
+            .host_config(&HostPort::new("toml.example", 8443))
+            .unwrap();
+        let id = hc.client_identity.expect("hosts.toml client pair loaded");
+        assert!(id.cert_path.ends_with("c.pem") && id.key_path.ends_with("k.pem"));
+        // a key that does not belong to the certificate is refused, naming both files
+        let other = rcgen::generate_simple_self_signed(vec!["other".into()]).unwrap();
+        write(
+            dir,
+            "toml.example:8443/k.pem",
+            &other.signing_key.serialize_pem(),
+        );
         let cfg = HostsConfig::load(dir).unwrap();
         let e = cfg
             .host_config(&HostPort::new("toml.example", 8443))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("cannot be presented"), "{e}");
+        assert!(
+            e.contains("c.pem") && e.contains("k.pem") && e.contains("do not form a usable pair"),
+            "{e}"
+        );
+        assert!(!e.contains("PRIVATE KEY"), "{e}");
+    }
+
+    #[test]
+    fn skip_verify_applies_to_its_host_port_only_and_must_agree() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path();
+        write(
+            dir,
+            "reg.example:5000/hosts.toml",
+            "[host.\"https://mirror.example:6000\"]\n  skip_verify = true\n",
+        );
+        let cfg = HostsConfig::load(dir).unwrap();
+        let m = cfg
+            .host_config(&HostPort::new("mirror.example", 6000))
+            .unwrap();
+        assert!(m.skip_verify);
+        assert!(
+            m.sources.iter().any(|s| s.contains("skip_verify = true")),
+            "{:?}",
+            m.sources
+        );
+        assert_eq!(m.hosts_dir.as_deref(), Some(dir));
+        for other in [
+            HostPort::new("reg.example", 5000),
+            HostPort::new("mirror.example", 6001),
+            HostPort::new("mirror.example", 443),
+        ] {
+            assert!(!cfg.host_config(&other).unwrap().skip_verify, "{other}");
+        }
+        // another namespace listing the same host:port with verification on: refused
+        write(
+            dir,
+            "other.example/hosts.toml",
+            "[host.\"https://mirror.example:6000\"]\n",
+        );
+        let cfg = HostsConfig::load(dir).unwrap();
+        let e = cfg
+            .host_config(&HostPort::new("mirror.example", 6000))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("skip_verify = true in") && e.contains("one setting"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn registry_endpoints_carry_capabilities_credentials_headers_ns_and_override_path() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path();
+        write(
+            dir,
+            "reg.example:5000/hosts.toml",
+            r#"server = "https://reg.example:5000"
+
+[host."https://mirror.example:6000/cache/v2"]
+  capabilities = ["pull"]
+  override_path = true
+  [host."https://mirror.example:6000/cache/v2".header]
+    x-mirror-token = ["a", "b"]
+
+[host."https://trusted.example:7000"]
+  capabilities = ["pull", "resolve"]
+  send_credentials = true
+"#,
+        );
+        let cfg = HostsConfig::load(dir).unwrap();
+        let eps = cfg.registry_endpoints("reg.example:5000").unwrap();
+        assert_eq!(
+            eps.iter().map(|e| e.label()).collect::<Vec<_>>(),
+            [
+                "https://mirror.example:6000/cache/v2",
+                "https://trusted.example:7000/v2",
+                "https://reg.example:5000/v2"
+            ]
+        );
+        assert_eq!(
+            eps.iter().map(|e| (e.pull, e.resolve)).collect::<Vec<_>>(),
+            [(true, false), (true, true), (true, true)]
+        );
+        assert_eq!(
+            eps.iter().map(|e| e.send_credentials).collect::<Vec<_>>(),
+            [false, true, true]
+        );
+        assert_eq!(
+            eps[0].headers,
+            [
+                ("x-mirror-token".to_string(), "a".to_string()),
+                ("x-mirror-token".to_string(), "b".to_string())
+            ]
+        );
+        assert_eq!(eps[0].ns.as_deref(), Some("reg.example:5000"));
+        assert_eq!(eps[2].ns, None);
+        assert_eq!(
+            eps[0].url("/app/manifests/sha256:00").as_str(),
+            "https://mirror.example:6000/cache/v2/app/manifests/sha256:00?ns=reg.example%3A5000"
+        );
+        assert!(eps[0].mirror && eps[1].mirror && !eps[2].mirror);
+        // the client's seam answers the same list
+        assert_eq!(
+            HostConfigSource::endpoints(&cfg, "reg.example:5000").unwrap(),
+            Some(eps)
+        );
     }
 
     #[test]

@@ -191,6 +191,31 @@ impl Endpoint {
         self.capabilities.contains(Capabilities::PULL)
     }
 
+    /// This endpoint as the registry client takes it ([`registry::RegistryEndpoint`]): the
+    /// capabilities, credential rule, headers (multi-valued headers become repeated entries),
+    /// `ns` and API root carry over; trust (CAs, client pairs, `skip_verify`, plain http) reaches
+    /// the client per host:port through `registry::HostConfigSource::host_config` instead.
+    pub fn to_registry(&self) -> registry::RegistryEndpoint {
+        registry::RegistryEndpoint {
+            origin: registry::Origin {
+                scheme: self.scheme,
+                host: self.host.clone(),
+            },
+            path: self.path.trim_end_matches('/').to_string(),
+            pull: self.can_pull(),
+            resolve: self.can_resolve(),
+            send_credentials: self.send_credentials,
+            headers: self
+                .headers
+                .iter()
+                .flat_map(|(n, vs)| vs.iter().map(move |v| (n.to_string(), v.clone())))
+                .collect(),
+            ns: self.ns.clone(),
+            mirror: self.is_mirror,
+            source: self.source.clone(),
+        }
+    }
+
     /// The URL of `rest` (e.g. `library/busybox/manifests/latest`) under the API root.
     pub fn join(&self, rest: &str) -> Url {
         let mut u = self.url.clone();

@@ -123,6 +123,18 @@ impl HostConfigSource for TrustSource {
             .as_ref()
             .map_or(0, |w| HostConfigSource::generation(&**w))
     }
+
+    /// The hosts directory's endpoints for `namespace` (mirrors, then the server); without a
+    /// hosts directory, none (the registry itself).
+    fn endpoints(
+        &self,
+        namespace: &str,
+    ) -> Result<Option<Vec<registry::RegistryEndpoint>>, RegistryError> {
+        match &self.hosts {
+            Some(w) => w.endpoints(namespace),
+            None => Ok(None),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -256,6 +256,14 @@ impl registry::HostConfigSource for Watched {
     fn generation(&self) -> u64 {
         self.refresh()
     }
+
+    /// The current configuration's endpoints (re-read first when a file changed).
+    fn endpoints(
+        &self,
+        namespace: &str,
+    ) -> Result<Option<Vec<registry::RegistryEndpoint>>, RegistryError> {
+        Ok(Some(self.current().registry_endpoints(namespace)?))
+    }
 }
 
 #[cfg(test)]

@@ -329,6 +329,15 @@ struct CachedToken {
     valid_until: Instant,
 }
 
+/// Until when a token received at (`now_sys`, `now`) may be used: its remaining lifetime minus a
+/// safety margin of a tenth of the lifetime (at most 10 s), so it does not expire in flight.
+pub fn token_valid_until(token: &Token, now_sys: SystemTime, now: Instant) -> Instant {
+    let age = now_sys.duration_since(token.issued_at).unwrap_or_default();
+    let remaining = token.expires_in.saturating_sub(age);
+    let margin = (token.expires_in / 10).min(Duration::from_secs(10));
+    now + remaining.saturating_sub(margin)
+}
+
 /// Tokens of one credential (each `Repository` owns one cache, so tokens obtained with one
 /// credential never serve another).
 #[derive(Default)]
@@ -356,10 +365,7 @@ impl TokenCache {
     /// Stores a token received at (`now_sys`, `now`). A safety margin of a tenth of the lifetime
     /// (at most 10 s) keeps a token from expiring in flight.
     pub fn insert(&mut self, key: TokenKey, token: &Token, now_sys: SystemTime, now: Instant) {
-        let age = now_sys.duration_since(token.issued_at).unwrap_or_default();
-        let remaining = token.expires_in.saturating_sub(age);
-        let margin = (token.expires_in / 10).min(Duration::from_secs(10));
-        let valid_until = now + remaining.saturating_sub(margin);
+        let valid_until = token_valid_until(token, now_sys, now);
         self.tokens.insert(
             key,
             CachedToken {

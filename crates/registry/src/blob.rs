@@ -24,7 +24,7 @@ use oci::{Digest, Digester};
 use crate::client::{Followed, MinThroughput};
 use crate::error::{RegistryError, Role, render_chain};
 use crate::origin::{HostPort, Origin};
-use crate::repository::{Repository, What};
+use crate::repository::{Need, Repository, Target, What};
 
 type Inner = Pin<Box<dyn Stream<Item = Result<Bytes, RegistryError>> + Send>>;
 
@@ -151,9 +151,20 @@ impl State {
             .map(|m| m.window.saturating_sub(self.window_start.elapsed()))
     }
 
+    /// Opens the body at the current offset on the first endpoint that may pull and serves it.
     async fn open(&mut self) -> Result<(), RegistryError> {
-        let repo = &self.repo;
-        let url = repo.url(&format!("/v2/{}/blobs/{}", repo.name(), self.digest));
+        for t in self.repo.targets(Need::Pull)? {
+            match self.open_at(&t).await {
+                Ok(()) => return Ok(()),
+                Err(e) => self.repo.fail_over(&t, e)?,
+            }
+        }
+        unreachable!("fail_over returns the last endpoint's error")
+    }
+
+    async fn open_at(&mut self, t: &Target) -> Result<(), RegistryError> {
+        let repo = self.repo.clone();
+        let rest = format!("/{}/blobs/{}", repo.name(), self.digest);
         let mut headers = HeaderMap::new();
         let accept = match &self.media_type {
             Some(m) => format!("{m}, */*"),
@@ -173,7 +184,7 @@ impl State {
             );
         }
         let what = What(self.what());
-        let f = repo.request(Method::GET, url, headers, &what).await?;
+        let f = repo.request(t, Method::GET, &rest, headers, &what).await?;
         let host = Origin::of(&f.url)
             .map(|o| o.host)
             .unwrap_or_else(|| repo.host().clone());

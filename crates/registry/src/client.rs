@@ -148,6 +148,26 @@ pub(crate) struct Ctx<'a> {
     pub(crate) repository: &'a str,
     /// Secrets cut out of any server text that enters an error.
     pub(crate) scrub: Scrub,
+    /// Retry transient failures. False for an endpoint that is not the last one to try: it gets
+    /// one attempt and the caller moves on to the next endpoint (containerd retries only on the
+    /// last host).
+    pub(crate) retry: bool,
+    /// Headers for requests while they stay on `registry`'s origin (an endpoint's `header`
+    /// entries); never sent to a redirect target or a token realm.
+    pub(crate) origin_headers: HeaderMap,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context for requests to `registry` with retries and no extra headers.
+    pub(crate) fn new(registry: &'a Origin, repository: &'a str, scrub: Scrub) -> Self {
+        Ctx {
+            registry,
+            repository,
+            scrub,
+            retry: true,
+            origin_headers: HeaderMap::new(),
+        }
+    }
 }
 
 /// A response plus where it finally came from.
@@ -216,6 +236,13 @@ impl Client {
             return Ok(t.clone());
         }
         let config = self.inner.cfg.hosts.host_config(host)?;
+        if config.skip_verify && !config.plain_http {
+            tracing::warn!(
+                %host,
+                sources = %config.sources.join(", "),
+                "TLS CERTIFICATE VERIFICATION IS DISABLED for {host} (skip_verify): anyone on the network path can impersonate this host; use it only for testing and trust the host's CA instead"
+            );
+        }
         let tls = build_rustls_config(host, &self.inner.system, &config)?;
         let tls = Arc::new(tls);
         let http = reqwest::Client::builder()
@@ -320,10 +347,11 @@ impl Client {
             });
         }
         let policy = &self.inner.cfg.retry;
+        let max_attempts = if ctx.retry { policy.max_attempts } else { 1 };
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let last = attempt >= policy.max_attempts;
+            let last = attempt >= max_attempts;
             let r = req.try_clone().ok_or_else(|| RegistryError::Protocol {
                 host: host.clone(),
                 role,
@@ -442,10 +470,20 @@ impl Client {
                     })?
                     .host,
             )?;
-            let mut rb = t
-                .http
-                .request(method.clone(), cur.clone())
-                .headers(headers.clone());
+            let mut hs = HeaderMap::new();
+            if !crossed {
+                for (k, v) in ctx.origin_headers.iter() {
+                    if !headers.contains_key(k) {
+                        let mut v = v.clone();
+                        v.set_sensitive(true);
+                        hs.append(k.clone(), v);
+                    }
+                }
+            }
+            for (k, v) in headers.iter() {
+                hs.append(k.clone(), v.clone());
+            }
+            let mut rb = t.http.request(method.clone(), cur.clone()).headers(hs);
             if !crossed && let Some(a) = &authorization {
                 let mut a = a.clone();
                 a.set_sensitive(true);
@@ -628,7 +666,7 @@ pub(crate) async fn read_capped_lossy(mut resp: reqwest::Response, cap: usize) -
 }
 
 /// True when the error chain says the connection ended before a response arrived because the
-/// peer closed it (hyper's "incomplete message") or sent a TLS alert: the two symptoms a TLS 1.3
+/// peer closed it (hyper's "incomplete message" or "canceled") or sent a TLS alert: the two symptoms a TLS 1.3
 /// post-handshake alert (`certificate_required`, `bad_certificate`) shows as. A reset, a refused
 /// connection or a timeout is not one of them.
 fn closed_before_response(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -642,8 +680,11 @@ fn closed_before_response(e: &(dyn std::error::Error + 'static)) -> bool {
     }
     let mut cur = Some(e);
     while let Some(x) = cur {
+        // hyper says "incomplete message" when the peer closed mid-response, and "canceled"
+        // when it closed the connection before the request was written: after a TLS 1.3
+        // handshake the server's alert can arrive at either moment
         if x.downcast_ref::<hyper::Error>()
-            .is_some_and(hyper::Error::is_incomplete_message)
+            .is_some_and(|h| h.is_incomplete_message() || h.is_canceled())
         {
             return true;
         }

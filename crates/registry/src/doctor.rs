@@ -484,11 +484,7 @@ async fn run(
         host: host.clone(),
     };
     let repo_path = reference.path().to_string();
-    let ctx = Ctx {
-        registry: &origin,
-        repository: &repo_path,
-        scrub: crate::error::Scrub::default(),
-    };
+    let ctx = Ctx::new(&origin, &repo_path, crate::error::Scrub::default());
     let mut url = origin.base_url();
     url.set_path("/v2/");
     let api = match client

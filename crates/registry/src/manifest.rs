@@ -15,7 +15,7 @@ use oci::{Descriptor, Digest, ImageManifest, Manifest, ManifestError, Platform, 
 
 use crate::error::{RegistryError, Role};
 use crate::origin::{HostPort, Origin};
-use crate::repository::{DOCKER_CONTENT_DIGEST, Repository, What, manifest_headers};
+use crate::repository::{DOCKER_CONTENT_DIGEST, Need, Repository, Target, What, manifest_headers};
 
 /// What a tag or digest points to, verified and parsed.
 #[derive(Clone, Debug)]
@@ -101,8 +101,9 @@ pub fn classify_manifest(
 }
 
 impl Repository {
+    /// The path under an endpoint's API root.
     fn manifest_path(&self, reference: &str) -> String {
-        format!("/v2/{}/manifests/{}", self.name(), reference)
+        format!("/{}/manifests/{}", self.name(), reference)
     }
 
     fn manifest_what(&self, reference: &str) -> What {
@@ -179,13 +180,35 @@ impl Repository {
         })
     }
 
-    /// Resolves a tag or a digest (`sha256:...`) to verified manifest bytes.
+    /// Resolves a tag or a digest (`sha256:...`) to verified manifest bytes. A tag is resolved
+    /// only on endpoints with the resolve capability, a digest on any endpoint that may pull;
+    /// endpoints are tried in order.
     pub async fn resolve_str(&self, reference: &str) -> Result<Resolved, RegistryError> {
+        let need = if reference.parse::<Digest>().is_ok() {
+            Need::Pull
+        } else {
+            Need::Resolve
+        };
+        for t in self.targets(need)? {
+            match self.resolve_at(&t, reference).await {
+                Ok(r) => return Ok(r),
+                Err(e) => self.fail_over(&t, e)?,
+            }
+        }
+        unreachable!("fail_over returns the last endpoint's error")
+    }
+
+    async fn resolve_at(&self, t: &Target, reference: &str) -> Result<Resolved, RegistryError> {
         let requested: Option<Digest> = reference.parse().ok();
         let what = self.manifest_what(reference);
-        let url = self.url(&self.manifest_path(reference));
         let f = self
-            .request(Method::HEAD, url, manifest_headers(), &what)
+            .request(
+                t,
+                Method::HEAD,
+                &self.manifest_path(reference),
+                manifest_headers(),
+                &what,
+            )
             .await?;
         let status = f.resp.status();
         let cap = self.inner.client.config().max_manifest_size;
@@ -215,14 +238,14 @@ impl Repository {
                 // by digest: always the requested one; by tag: fetch exactly what HEAD named
                 let target = requested.clone().unwrap_or(d);
                 return self
-                    .get_manifest(&target.to_string(), Some(&target), reference, None)
+                    .get_manifest(t, &target.to_string(), Some(&target), reference, None)
                     .await;
             }
         } else if !matches!(status.as_u16(), 405 | 403 | 400 | 501) {
             return Err(self.status_error(f, "HEAD", &what).await);
         }
         // HEAD unsupported or incomplete (or 403: GET shows the error body)
-        self.get_manifest(reference, requested.as_ref(), reference, None)
+        self.get_manifest(t, reference, requested.as_ref(), reference, None)
             .await
     }
 
@@ -239,9 +262,20 @@ impl Repository {
             });
         }
         let r = desc.digest.to_string();
-        let got = self
-            .get_manifest(&r, Some(&desc.digest), &r, Some(&desc.media_type))
-            .await?;
+        let mut fetched = None;
+        for t in self.targets(Need::Pull)? {
+            match self
+                .get_manifest(&t, &r, Some(&desc.digest), &r, Some(&desc.media_type))
+                .await
+            {
+                Ok(got) => {
+                    fetched = Some(got);
+                    break;
+                }
+                Err(e) => self.fail_over(&t, e)?,
+            }
+        }
+        let got = fetched.expect("fail_over returns the last endpoint's error");
         if got.bytes.len() as u64 != desc.size {
             return Err(RegistryError::DigestMismatch {
                 what: format!(
@@ -259,15 +293,21 @@ impl Repository {
 
     async fn get_manifest(
         &self,
+        t: &Target,
         path_ref: &str,
         expected: Option<&Digest>,
         shown_ref: &str,
         descriptor_media_type: Option<&str>,
     ) -> Result<Resolved, RegistryError> {
         let what = self.manifest_what(shown_ref);
-        let url = self.url(&self.manifest_path(path_ref));
         let f = self
-            .request(Method::GET, url, manifest_headers(), &what)
+            .request(
+                t,
+                Method::GET,
+                &self.manifest_path(path_ref),
+                manifest_headers(),
+                &what,
+            )
             .await?;
         if !f.resp.status().is_success() {
             return Err(self.status_error(f, "GET", &what).await);

@@ -318,8 +318,14 @@ async fn probe(
             "{host} is configured as a plain-http host: it presents no certificate chain; remove it from the plain-http hosts to use TLS"
         )));
     }
+    // the chain is judged against the real trust even where `skip_verify` is configured, so
+    // `berth trust fetch` says whether trusting a CA would let verification be switched back on
+    let judged = HostConfig {
+        skip_verify: false,
+        ..hc.clone()
+    };
     let recorder = Arc::new(ChainRecorder {
-        inner: build_verifier(host, system, hc)?,
+        inner: build_verifier(host, system, &judged)?,
         seen: Mutex::new(Vec::new()),
     });
     let mut tls = build_rustls_config_with_verifier(host, hc, recorder.clone())?;

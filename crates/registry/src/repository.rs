@@ -6,14 +6,23 @@
 //! leads to a token from the (validated) realm, OAuth2 POST first for credentials with a GET
 //! fallback (containerd semantics), anonymous GET otherwise; a 401 carrying
 //! `error="invalid_token"` (or a wider scope) is answered exactly once more. Tokens are cached
-//! per (realm, service, scopes) inside this repository handle, so a token obtained with one
-//! credential never serves another. It also owns manifest resolution (HEAD, GET fallback, digest
-//! checks, size cap) and opening blob requests (Range, Content-Range validation).
+//! per (realm, service, scopes, with or without the credential) inside this repository handle,
+//! so a token obtained with one credential never serves another and an anonymous token never
+//! serves a credentialed request. The cache has one lock per key, held across that key's token
+//! exchange only: concurrent requests for the same key wait for one exchange (single flight),
+//! and a slow token server never delays requests that need another key. It also owns manifest
+//! resolution (HEAD, GET fallback, digest checks, size cap) and opening blob requests (Range,
+//! Content-Range validation).
+//!
+//! A handle holds the namespace's endpoints ([`crate::endpoint`]): each keeps its own challenge
+//! state, gets the credential only when its `send_credentials` says so, and is tried in order
+//! by the manifest and blob operations (`targets`, then `fail_over` after each failure).
 //!
 //! It must never send the credential (or a token derived from it) to any origin other than the
 //! registry's own and its validated realm, never answer a challenge that came from a redirect
 //! target, never over plain http, and never word a not-found as an access denial.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
@@ -23,13 +32,14 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use url::Url;
 
 use crate::auth::{
-    Credential, MAX_TOKEN_BODY, Secret, Token, TokenCache, TokenFlow, TokenKey,
-    parse_token_response, token_scopes, validate_realm,
+    Credential, MAX_TOKEN_BODY, Secret, Token, TokenFlow, TokenKey, parse_token_response,
+    token_scopes, token_valid_until, validate_realm,
 };
 use crate::challenge::{Challenge, parse_headers};
 use crate::client::{Client, Ctx, Followed, read_capped_lossy};
-use crate::error::{MAX_ERROR_BODY, RegistryError, Role, Scrub, render_error_body_for};
-use crate::origin::{HostPort, Origin, Scheme, redact_url};
+use crate::endpoint::RegistryEndpoint;
+use crate::error::{ErrorKind, MAX_ERROR_BODY, RegistryError, Role, Scrub, render_error_body_for};
+use crate::origin::{HostPort, Origin, redact_url};
 
 /// `Accept` for manifest requests: the four supported media types (and `*/*` like containerd, so
 /// an unexpected type is reported by name instead of as a 404).
@@ -57,14 +67,64 @@ enum AuthMode {
 
 pub(crate) struct RepoInner {
     pub(crate) client: Client,
+    /// The namespace's own registry (what messages call "the registry").
     pub(crate) registry: Origin,
     pub(crate) repository: String,
     credential: Option<Credential>,
-    mode: Mutex<AuthMode>,
-    tokens: tokio::sync::Mutex<TokenCache>,
+    /// Where requests go, in order (mirrors, then the server).
+    pub(crate) endpoints: Vec<Arc<EndpointState>>,
+    tokens: TokenSlots,
     /// Bearer and refresh tokens this handle received, most recent last (at most
     /// [`MAX_ISSUED`]): a server that echoes request headers must not leak them into an error.
     issued: Mutex<Vec<Secret>>,
+}
+
+/// One endpoint of a handle: its configuration, parsed headers and challenge state.
+pub(crate) struct EndpointState {
+    pub(crate) spec: RegistryEndpoint,
+    headers: HeaderMap,
+    mode: Mutex<AuthMode>,
+}
+
+/// An endpoint to try now, and whether it is the last candidate (only the last one retries).
+#[derive(Clone)]
+pub(crate) struct Target {
+    pub(crate) ep: Arc<EndpointState>,
+    pub(crate) last: bool,
+}
+
+/// What an operation needs from an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// Resolve a tag (pull + resolve capabilities).
+    Resolve,
+    /// Fetch by digest (pull capability).
+    Pull,
+}
+
+/// A token cache key: the exchange's parameters plus whether the credential was used.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct SlotKey {
+    key: TokenKey,
+    authenticated: bool,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<(Secret, Instant)>>>;
+
+/// The token cache: one async lock per key (single flight per key); the map's own lock is held
+/// only to find or create a slot, never across IO.
+#[derive(Default)]
+struct TokenSlots(Mutex<HashMap<SlotKey, Slot>>);
+
+impl TokenSlots {
+    fn slot(&self, key: &SlotKey) -> Slot {
+        self.0
+            .lock()
+            .expect("token slots")
+            .entry(key.clone())
+            .or_default()
+            .clone()
+    }
 }
 
 /// Tokens remembered for scrubbing (a pull uses a handful; old ones have expired anyway).
@@ -82,6 +142,15 @@ impl std::fmt::Debug for Repository {
             .field("registry", &self.inner.registry.to_string())
             .field("repository", &self.inner.repository)
             .field("credential", &self.inner.credential)
+            .field(
+                "endpoints",
+                &self
+                    .inner
+                    .endpoints
+                    .iter()
+                    .map(|e| e.spec.label())
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -108,17 +177,128 @@ impl Repository {
         registry: Origin,
         repository: String,
         credential: Option<Credential>,
-    ) -> Self {
-        Self {
+        endpoints: Vec<RegistryEndpoint>,
+    ) -> Result<Self, RegistryError> {
+        let endpoints = endpoints
+            .into_iter()
+            .map(|spec| {
+                let mut headers = HeaderMap::new();
+                for (name, value) in &spec.headers {
+                    let bad = |what: &str| {
+                        RegistryError::Config(format!(
+                            "header {name:?} of endpoint {} ({}): invalid header {what}; fix the [header] table",
+                            spec.label(),
+                            spec.source
+                        ))
+                    };
+                    let n = http::HeaderName::from_bytes(name.as_bytes())
+                        .map_err(|_| bad("name"))?;
+                    let mut v = HeaderValue::from_str(value).map_err(|_| bad("value"))?;
+                    v.set_sensitive(true);
+                    headers.append(n, v);
+                }
+                Ok(Arc::new(EndpointState {
+                    spec,
+                    headers,
+                    mode: Mutex::new(AuthMode::None),
+                }))
+            })
+            .collect::<Result<Vec<_>, RegistryError>>()?;
+        Ok(Self {
             inner: Arc::new(RepoInner {
                 client,
                 registry,
                 repository,
                 credential,
-                mode: Mutex::new(AuthMode::None),
-                tokens: tokio::sync::Mutex::new(TokenCache::default()),
+                endpoints,
+                tokens: TokenSlots::default(),
                 issued: Mutex::new(Vec::new()),
             }),
+        })
+    }
+
+    /// The endpoints requests for this repository go to, in the order they are tried.
+    pub fn endpoints(&self) -> Vec<RegistryEndpoint> {
+        self.inner
+            .endpoints
+            .iter()
+            .map(|e| e.spec.clone())
+            .collect()
+    }
+
+    /// The endpoints an operation may use, in order, the last one marked. Fails when none has
+    /// the capability, naming the configuration to fix.
+    pub(crate) fn targets(&self, need: Need) -> Result<Vec<Target>, RegistryError> {
+        let eligible: Vec<Arc<EndpointState>> = self
+            .inner
+            .endpoints
+            .iter()
+            .filter(|e| match need {
+                Need::Pull => e.spec.pull,
+                Need::Resolve => e.spec.pull && e.spec.resolve,
+            })
+            .cloned()
+            .collect();
+        if eligible.is_empty() {
+            let (cap, op) = match need {
+                Need::Pull => ("pull", "fetch content by digest"),
+                Need::Resolve => ("pull and resolve", "resolve a tag"),
+            };
+            return Err(RegistryError::Config(format!(
+                "no endpoint for {} may {op}: none of {} has the capabilities [{cap}]; add them to one host entry (or the server) in {}",
+                self.inner.registry.host,
+                self.inner
+                    .endpoints
+                    .iter()
+                    .map(|e| e.spec.label())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                self.inner
+                    .endpoints
+                    .last()
+                    .map(|e| e.spec.source.as_str())
+                    .unwrap_or("the hosts directory")
+            )));
+        }
+        let n = eligible.len();
+        Ok(eligible
+            .into_iter()
+            .enumerate()
+            .map(|(i, ep)| Target {
+                ep,
+                last: i + 1 == n,
+            })
+            .collect())
+    }
+
+    /// After `t` failed with `e`: the error when `t` was the last candidate; otherwise logs the
+    /// failure and lets the caller move on to the next endpoint (containerd: the next host on
+    /// any error).
+    pub(crate) fn fail_over(&self, t: &Target, e: RegistryError) -> Result<(), RegistryError> {
+        if t.last {
+            return Err(e);
+        }
+        if e.kind() == ErrorKind::NotFound {
+            // a mirror without this content is normal, not a fault
+            tracing::info!(endpoint = %t.ep.spec.label(), repository = %self.inner.repository, error = %e, "not on this endpoint, trying the next one");
+        } else {
+            tracing::warn!(
+                endpoint = %t.ep.spec.label(),
+                source = %t.ep.spec.source,
+                repository = %self.inner.repository,
+                error = %e,
+                "endpoint failed, trying the next one"
+            );
+        }
+        Ok(())
+    }
+
+    /// The credential for requests to `ep` (none when the endpoint may not receive it).
+    fn credential_for(&self, ep: &EndpointState) -> Option<&Credential> {
+        if ep.spec.send_credentials {
+            self.inner.credential.as_ref()
+        } else {
+            None
         }
     }
 
@@ -132,18 +312,14 @@ impl Repository {
         &self.inner.repository
     }
 
-    pub(crate) fn ctx(&self) -> Ctx<'_> {
-        Ctx {
-            registry: &self.inner.registry,
-            repository: &self.inner.repository,
-            scrub: self.scrubber(),
+    /// The context of requests to `t`'s endpoint; its headers only when `headers`.
+    pub(crate) fn ctx<'a>(&'a self, t: &'a Target, headers: bool) -> Ctx<'a> {
+        let mut c = Ctx::new(&t.ep.spec.origin, &self.inner.repository, self.scrubber());
+        c.retry = t.last;
+        if headers {
+            c.origin_headers = t.ep.headers.clone();
         }
-    }
-
-    pub(crate) fn url(&self, path: &str) -> Url {
-        let mut u = self.inner.registry.base_url();
-        u.set_path(path);
-        u
+        c
     }
 
     /// The secrets of this handle: the credential's password or identity token, base64
@@ -158,6 +334,9 @@ impl Repository {
                         .encode(format!("{username}:{}", password.expose())),
                 );
             }
+        }
+        for ep in &self.inner.endpoints {
+            secrets.extend(ep.spec.headers.iter().map(|(_, v)| v.clone()));
         }
         secrets.extend(
             self.inner
@@ -186,7 +365,15 @@ impl Repository {
         issued.drain(..excess);
     }
 
-    fn user_desc(&self) -> String {
+    fn user_desc(&self, ep: &EndpointState) -> String {
+        if self.credential_for(ep).is_none() && self.inner.credential.is_some() {
+            return format!(
+                "anonymous access (the credentials for {} are not sent to {}; set send_credentials = true for it in {} to allow that)",
+                self.inner.registry.host,
+                ep.spec.label(),
+                ep.spec.source
+            );
+        }
         match &self.inner.credential {
             Some(Credential::Password { username, .. }) => {
                 format!("the credentials of user {username:?}")
@@ -198,45 +385,52 @@ impl Repository {
 
     /// `GET /v2/`: checks that the host is a v2 registry and that the credential (if any) is
     /// accepted. Answers the challenge like any other request.
+    /// Tries the endpoints that may serve content, in order, until one answers.
     pub async fn ping(&self) -> Result<(), RegistryError> {
-        let url = self.url("/v2/");
+        for t in self.targets(Need::Pull)? {
+            match self.ping_at(&t).await {
+                Ok(()) => return Ok(()),
+                Err(e) => self.fail_over(&t, e)?,
+            }
+        }
+        unreachable!("fail_over returns the last endpoint's error")
+    }
+
+    async fn ping_at(&self, t: &Target) -> Result<(), RegistryError> {
+        let what = What("registry API (/v2/)".into());
         let f = self
-            .request(
-                Method::GET,
-                url.clone(),
-                HeaderMap::new(),
-                &What("registry API (/v2/)".into()),
-            )
+            .request(t, Method::GET, "/", HeaderMap::new(), &what)
             .await?;
         match f.resp.status() {
             s if s.is_success() => Ok(()),
             StatusCode::NOT_FOUND => Err(RegistryError::Protocol {
-                host: self.host().clone(),
+                host: t.ep.spec.host().clone(),
                 role: Role::Registry,
                 reason: format!(
                     "GET {} answered 404: this host does not serve the registry v2 API",
-                    redact_url(&url)
+                    redact_url(&f.url)
                 ),
             }),
-            _ => Err(self
-                .status_error(f, "GET", &What("registry API (/v2/)".into()))
-                .await),
+            _ => Err(self.status_error(f, "GET", &what).await),
         }
     }
 
     /// Sends a request to the registry, answering challenges. Returns the final response (which
     /// may be any status) unless authorization failed for good.
+    /// `rest` is the path under the endpoint's API root (`/` or `/<repo>/manifests/<ref>`).
     pub(crate) async fn request(
         &self,
+        t: &Target,
         method: Method,
-        url: Url,
+        rest: &str,
         headers: HeaderMap,
         what: &What,
     ) -> Result<Followed, RegistryError> {
+        let url = t.ep.spec.url(rest);
         let mut tries = Tries::default();
-        tracing::debug!(what = %what.0, method = %method, url = %redact_url(&url), "registry request");
+        tracing::debug!(what = %what.0, method = %method, url = %redact_url(&url), endpoint = %t.ep.spec.source, "registry request");
         loop {
-            let (auth, key) = self.authorization().await?;
+            let (auth, key) = self.authorization(t).await?;
             let sent_auth = auth.is_some();
             let f = self
                 .inner
@@ -249,7 +443,7 @@ impl Repository {
                     None,
                     Role::Registry,
                     true,
-                    &self.ctx(),
+                    &self.ctx(t, true),
                 )
                 .await?;
             if f.resp.status() != StatusCode::UNAUTHORIZED {
@@ -266,14 +460,14 @@ impl Repository {
                     status: "401 Unauthorized".into(),
                     detail: format!(
                         "the redirect target asked for authentication; credentials for {} are never sent to other hosts",
-                        self.host()
+                        t.ep.spec.host()
                     ),
                 });
             }
             let challenges = parse_headers(f.resp.headers());
             let body = read_capped_lossy(f.resp, MAX_ERROR_BODY).await;
             match self
-                .on_unauthorized(&challenges, sent_auth, key, &mut tries, &body)
+                .on_unauthorized(t, &challenges, sent_auth, key, &mut tries, &body)
                 .await?
             {
                 Next::Retry => continue,
@@ -283,13 +477,16 @@ impl Repository {
 
     async fn on_unauthorized(
         &self,
+        t: &Target,
         challenges: &[Challenge],
         sent_auth: bool,
-        key: Option<TokenKey>,
+        key: Option<SlotKey>,
         tries: &mut Tries,
         body: &[u8],
     ) -> Result<Next, RegistryError> {
-        let host = self.host().clone();
+        let ep = &*t.ep;
+        let credential = self.credential_for(ep);
+        let host = ep.spec.host().clone();
         let repository = self.inner.repository.clone();
         let detail = render_error_body_for(Role::Registry, body, &self.scrubber());
         let bearer = challenges.iter().find(|c| c.is_bearer());
@@ -307,14 +504,13 @@ impl Repository {
                     reason: "no realm specified for token auth challenge".into(),
                 }
             })?;
-            let realm =
-                validate_realm(realm, &self.inner.registry).map_err(|(realm, reason)| {
-                    RegistryError::RealmRefused {
-                        host: host.clone(),
-                        realm,
-                        reason,
-                    }
-                })?;
+            let realm = validate_realm(realm, &ep.spec.origin).map_err(|(realm, reason)| {
+                RegistryError::RealmRefused {
+                    host: host.clone(),
+                    realm,
+                    reason,
+                }
+            })?;
             let new_mode = AuthMode::Bearer {
                 realm,
                 service: b.param("service").unwrap_or("").to_string(),
@@ -329,12 +525,14 @@ impl Repository {
                         suffix(&detail)
                     )));
                 }
-                *self.inner.mode.lock().expect("auth mode") = new_mode;
+                *ep.mode.lock().expect("auth mode") = new_mode;
                 tries.learned = true;
                 return Ok(Next::Retry);
             }
             let challenge_scopes = token_scopes(&self.inner.repository, b.param("scope"));
-            let wider = key.as_ref().is_some_and(|k| k.scopes != challenge_scopes);
+            let wider = key
+                .as_ref()
+                .is_some_and(|k| k.key.scopes != challenge_scopes);
             let refreshable = error == "invalid_token"
                 || (error == "insufficient_scope" && wider)
                 || (!error.is_empty() && error != "insufficient_scope");
@@ -342,13 +540,13 @@ impl Repository {
                 // exactly one refresh: drop the token and ask again (with the challenge's scope)
                 tries.refreshed = true;
                 if let Some(k) = key {
-                    self.inner.tokens.lock().await.remove(&k);
+                    *self.inner.tokens.slot(&k).lock().await = None;
                 }
-                *self.inner.mode.lock().expect("auth mode") = new_mode;
+                *ep.mode.lock().expect("auth mode") = new_mode;
                 return Ok(Next::Retry);
             }
             if error == "insufficient_scope" {
-                if self.inner.credential.is_none() {
+                if credential.is_none() {
                     return Err(unauthorized(format!(
                         "no credentials were given and anonymous access is not allowed (insufficient_scope for {}){}",
                         b.param("scope").unwrap_or("pull"),
@@ -360,25 +558,30 @@ impl Repository {
                     repository,
                     reason: format!(
                         "insufficient_scope: the token issued for {} does not grant {}{}",
-                        self.user_desc(),
+                        self.user_desc(ep),
                         b.param("scope").unwrap_or("pull"),
                         suffix(&detail)
                     ),
                 });
             }
-            let reason = match &self.inner.credential {
+            let reason = match credential {
+                None if self.inner.credential.is_some() => format!(
+                    "the endpoint requires authentication and was asked with {}{}",
+                    self.user_desc(ep),
+                    suffix(&detail)
+                ),
                 None => format!(
                     "no credentials were given and the registry requires them{}",
                     suffix(&detail)
                 ),
                 Some(_) if !error.is_empty() => format!(
                     "server message: {error}: authorization failed with {}{}",
-                    self.user_desc(),
+                    self.user_desc(ep),
                     suffix(&detail)
                 ),
                 Some(_) => format!(
                     "the registry rejected the token issued for {}{}",
-                    self.user_desc(),
+                    self.user_desc(ep),
                     suffix(&detail)
                 ),
             };
@@ -388,11 +591,16 @@ impl Repository {
             if sent_auth || tries.learned {
                 return Err(unauthorized(format!(
                     "the registry rejected {}{}",
-                    self.user_desc(),
+                    self.user_desc(ep),
                     suffix(&detail)
                 )));
             }
-            return match &self.inner.credential {
+            return match credential {
+                None if self.inner.credential.is_some() => Err(unauthorized(format!(
+                    "authorization failed: no basic auth credentials for {}{}",
+                    self.user_desc(ep),
+                    suffix(&detail)
+                ))),
                 None => Err(unauthorized(format!(
                     "authorization failed: no basic auth credentials{}",
                     suffix(&detail)
@@ -403,7 +611,7 @@ impl Repository {
                     reason: "the registry asks for Basic authentication, but the credential is an identity token (it needs a username and password)".into(),
                 }),
                 Some(Credential::Password { .. }) => {
-                    *self.inner.mode.lock().expect("auth mode") = AuthMode::Basic;
+                    *ep.mode.lock().expect("auth mode") = AuthMode::Basic;
                     tries.learned = true;
                     Ok(Next::Retry)
                 }
@@ -426,22 +634,26 @@ impl Repository {
         })
     }
 
-    /// The `Authorization` value for the registry, obtaining a token if needed.
+    /// The `Authorization` value for `t`'s endpoint, obtaining a token if needed. Only the
+    /// token slot of this exchange's key is locked while a token is fetched: requests needing
+    /// the same key wait for that one exchange, all others proceed.
     async fn authorization(
         &self,
-    ) -> Result<(Option<HeaderValue>, Option<TokenKey>), RegistryError> {
-        let mode = self.inner.mode.lock().expect("auth mode").clone();
-        let plain = self.inner.registry.scheme == Scheme::Http;
+        t: &Target,
+    ) -> Result<(Option<HeaderValue>, Option<SlotKey>), RegistryError> {
+        let ep = &*t.ep;
+        let mode = ep.mode.lock().expect("auth mode").clone();
+        let plain = ep.spec.is_plain_http();
+        let credential = self.credential_for(ep);
         match mode {
             AuthMode::None => Ok((None, None)),
             AuthMode::Basic => {
-                let Some(Credential::Password { username, password }) = &self.inner.credential
-                else {
+                let Some(Credential::Password { username, password }) = credential else {
                     return Ok((None, None));
                 };
                 if plain {
                     return Err(RegistryError::InsecureCredentials {
-                        host: self.host().clone(),
+                        host: ep.spec.host().clone(),
                         role: Role::Registry,
                     });
                 }
@@ -452,25 +664,36 @@ impl Repository {
                 service,
                 scope,
             } => {
-                let key = TokenKey {
-                    realm: realm.to_string(),
-                    service: service.clone(),
-                    scopes: token_scopes(&self.inner.repository, scope.as_deref()),
+                let key = SlotKey {
+                    key: TokenKey {
+                        realm: realm.to_string(),
+                        service: service.clone(),
+                        scopes: token_scopes(&self.inner.repository, scope.as_deref()),
+                    },
+                    authenticated: credential.is_some(),
                 };
-                let mut cache = self.inner.tokens.lock().await;
-                if let Some(t) = cache.get(&key, Instant::now()) {
-                    return Ok((Some(bearer_header(t.expose())), Some(key)));
+                let slot = self.inner.tokens.slot(&key);
+                let mut cached = slot.lock().await;
+                if let Some((value, until)) = cached.as_ref()
+                    && Instant::now() < *until
+                {
+                    return Ok((Some(bearer_header(value.expose())), Some(key)));
                 }
-                if plain && self.inner.credential.is_some() {
+                if plain && credential.is_some() {
                     return Err(RegistryError::InsecureCredentials {
-                        host: self.host().clone(),
+                        host: ep.spec.host().clone(),
                         role: Role::Registry,
                     });
                 }
                 let now_sys = SystemTime::now();
-                let token = self.fetch_token(&realm, &service, &key.scopes).await?;
+                let token = self
+                    .fetch_token(t, credential, &realm, &service, &key.key.scopes)
+                    .await?;
                 self.remember_issued(&token);
-                cache.insert(key.clone(), &token, now_sys, Instant::now());
+                *cached = Some((
+                    token.value.clone(),
+                    token_valid_until(&token, now_sys, Instant::now()),
+                ));
                 Ok((Some(bearer_header(token.value.expose())), Some(key)))
             }
         }
@@ -486,11 +709,13 @@ impl Repository {
 
     async fn fetch_token(
         &self,
+        t: &Target,
+        credential: Option<&Credential>,
         realm: &Url,
         service: &str,
         scopes: &[String],
     ) -> Result<Token, RegistryError> {
-        if realm.scheme() == "http" && self.inner.credential.is_some() {
+        if realm.scheme() == "http" && credential.is_some() {
             return Err(RegistryError::InsecureCredentials {
                 host: Origin::of(realm)
                     .map(|o| o.host)
@@ -498,7 +723,7 @@ impl Repository {
                 role: Role::TokenRealm,
             });
         }
-        match &self.inner.credential {
+        match credential {
             Some(Credential::Password { username, password }) => {
                 let form = url::form_urlencoded::Serializer::new(String::new())
                     .append_pair("grant_type", "password")
@@ -508,33 +733,38 @@ impl Repository {
                     .append_pair("service", service)
                     .append_pair("scope", &scopes.join(" "))
                     .finish();
-                let f = self.post_token(realm, form).await?;
+                let f = self.post_token(t, realm, form).await?;
                 match f.resp.status().as_u16() {
                     // containerd: these mean "this server does not do OAuth2 POST; use GET"
                     400 | 401 | 404 | 405 => {
                         tracing::debug!(realm = %redact_url(realm), status = f.resp.status().as_u16(), "oauth token POST refused, falling back to GET");
                         let auth = basic_header(username, password.expose());
-                        self.get_token(realm, service, scopes, Some(auth)).await
+                        self.get_token(t, realm, service, scopes, Some(auth)).await
                     }
-                    _ => self.token_response(f, TokenFlow::OAuthPost, realm).await,
+                    _ => self.token_response(t, f, TokenFlow::OAuthPost, realm).await,
                 }
             }
-            Some(Credential::IdentityToken(t)) => {
+            Some(Credential::IdentityToken(tok)) => {
                 let form = url::form_urlencoded::Serializer::new(String::new())
                     .append_pair("grant_type", "refresh_token")
-                    .append_pair("refresh_token", t.expose())
+                    .append_pair("refresh_token", tok.expose())
                     .append_pair("client_id", CLIENT_ID)
                     .append_pair("service", service)
                     .append_pair("scope", &scopes.join(" "))
                     .finish();
-                let f = self.post_token(realm, form).await?;
-                self.token_response(f, TokenFlow::OAuthPost, realm).await
+                let f = self.post_token(t, realm, form).await?;
+                self.token_response(t, f, TokenFlow::OAuthPost, realm).await
             }
-            None => self.get_token(realm, service, scopes, None).await,
+            None => self.get_token(t, realm, service, scopes, None).await,
         }
     }
 
-    async fn post_token(&self, realm: &Url, form: String) -> Result<Followed, RegistryError> {
+    async fn post_token(
+        &self,
+        t: &Target,
+        realm: &Url,
+        form: String,
+    ) -> Result<Followed, RegistryError> {
         self.inner
             .client
             .send_following(
@@ -548,13 +778,14 @@ impl Repository {
                 )),
                 Role::TokenRealm,
                 false,
-                &self.ctx(),
+                &self.ctx(t, false),
             )
             .await
     }
 
     async fn get_token(
         &self,
+        t: &Target,
         realm: &Url,
         service: &str,
         scopes: &[String],
@@ -582,14 +813,15 @@ impl Repository {
                 None,
                 Role::TokenRealm,
                 !with_creds,
-                &self.ctx(),
+                &self.ctx(t, false),
             )
             .await?;
-        self.token_response(f, TokenFlow::Get, realm).await
+        self.token_response(t, f, TokenFlow::Get, realm).await
     }
 
     async fn token_response(
         &self,
+        t: &Target,
         f: Followed,
         flow: TokenFlow,
         realm: &Url,
@@ -619,11 +851,11 @@ impl Repository {
         let detail = render_error_body_for(Role::TokenRealm, &body, &self.scrubber());
         match status.as_u16() {
             401 | 403 => Err(RegistryError::Unauthorized {
-                host: self.host().clone(),
+                host: t.ep.spec.host().clone(),
                 repository: self.inner.repository.clone(),
                 reason: format!(
                     "token realm {realm_host} refused {} ({}){}",
-                    self.user_desc(),
+                    self.user_desc(&t.ep),
                     status,
                     suffix(&detail)
                 ),

@@ -1,12 +1,15 @@
 //! TLS trust per host:port and classification of TLS failures.
 //!
-//! Owns the [`HostConfigSource`] seam (today [`TrustConfig`]: system roots, `--ca-file` files and a
-//! Docker certs.d-style `--hosts-dir`; containerd hosts.toml, reload and mirrors plug in behind the
-//! same trait, whose `generation` tells the client when to rebuild a host's transport), building one rustls `ClientConfig` (ring provider, ALPN h2 + http/1.1)
+//! Owns the [`HostConfigSource`] seam (here [`TrustConfig`]: system roots, `--ca-file` files and a
+//! Docker certs.d-style `--hosts-dir`; crate `hosts` implements it for containerd hosts.toml with
+//! reload and mirrors: `host_config` gives per-host:port trust, `endpoints` the per-namespace
+//! endpoint list of [`crate::endpoint`], and `generation` tells the client when to rebuild a host's
+//! transport), building one rustls `ClientConfig` (ring provider, ALPN h2 + http/1.1)
 //! per host:port, and turning a failed handshake into a [`TlsFailure`] that names the host, its
 //! role, the class of failure, the trust sources consulted and the fix.
 //!
 //! Rules it must never break: a CA configured for host A never enters the root store of host B;
+//! `skip_verify` applies to exactly the host:port whose configuration says so;
 //! a client certificate is presented only to the host:port whose folder holds it; trust is never
 //! inferred (no TOFU, no downloading CAs, no DNS-derived decisions); a TLS failure is final (this
 //! module gives callers nothing to "retry over http" with). The certificate verifier is rustls'
@@ -85,6 +88,14 @@ pub struct HostConfig {
     pub plain_http: bool,
     /// Human-readable trust sources consulted for this host (paths, marked when absent).
     pub sources: Vec<String>,
+    /// Skip certificate verification for this host:port only (containerd `skip_verify`, written
+    /// explicitly for this endpoint; never inferred). The handshake signatures are still
+    /// checked, the chain and the name are not; the client logs a warning for every transport it
+    /// builds this way. Redirect targets and token realms on other host:ports stay verified.
+    pub skip_verify: bool,
+    /// The hosts directory this configuration was read from, so a TLS error can name the exact
+    /// `berth trust add ... --hosts-dir DIR` that fixes it (`None`: no hosts directory in use).
+    pub hosts_dir: Option<PathBuf>,
 }
 
 /// Supplies per-host configuration. The client caches one transport per host:port built from
@@ -100,6 +111,20 @@ pub trait HostConfigSource: Send + Sync + fmt::Debug {
     /// (a constant) suits sources that never change, such as command-line flags.
     fn generation(&self) -> u64 {
         0
+    }
+
+    /// The endpoints for images whose registry is `namespace` (`host[:port]` as written in the
+    /// image reference, `docker.io` for Docker Hub), in the order to try them: mirrors first, the
+    /// server last. `None` (the default) means "no configuration": the registry itself over
+    /// https (or plain http when [`HostConfig::plain_http`] says so) is the only endpoint. See
+    /// [`crate::endpoint`] for how the client uses them. Called once per
+    /// [`crate::Client::repository`], so a configuration change applies to the next pull.
+    fn endpoints(
+        &self,
+        namespace: &str,
+    ) -> Result<Option<Vec<crate::endpoint::RegistryEndpoint>>, RegistryError> {
+        let _ = namespace;
+        Ok(None)
     }
 }
 
@@ -151,27 +176,77 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, RegistryE
     Ok(out)
 }
 
+impl ClientIdentity {
+    /// Loads and checks a client certificate and its private key: `cert_path` holds the
+    /// certificate (chain) in PEM or DER; `key_path` the PEM private key (PKCS#8, PKCS#1 or
+    /// SEC1), or `None` when the key is in the certificate file (containerd's single-file
+    /// form). The pair is validated the way the TLS client will use it: the key must match the
+    /// certificate's public key. This is what `berth trust add --client-cert F --client-key F`
+    /// calls before writing anything. Errors name both files and never contain key material.
+    pub fn load(
+        cert_path: &Path,
+        key_path: Option<&Path>,
+    ) -> Result<ClientIdentity, RegistryError> {
+        let key_file = key_path.unwrap_or(cert_path);
+        let chain = load_certs(cert_path).map_err(|e| match e {
+            RegistryError::Config(m) => {
+                config_err(m.replacen("CA file", "client certificate file", 1))
+            }
+            other => other,
+        })?;
+        let key_bytes = std::fs::read(key_file).map_err(|e| {
+            config_err(format!(
+                "cannot read client key {}: {e}; check the path and its permissions",
+                key_file.display()
+            ))
+        })?;
+        let key = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|_| {
+            config_err(format!(
+                "client key {} holds no PEM private key (PKCS#8, PKCS#1 or SEC1) for {}",
+                key_file.display(),
+                cert_path.display()
+            ))
+        })?;
+        let id = ClientIdentity {
+            cert_path: cert_path.to_path_buf(),
+            key_path: key_file.to_path_buf(),
+            chain,
+            key: Arc::new(key),
+        };
+        id.check_pair()?;
+        Ok(id)
+    }
+
+    /// The certificate chain (leaf first).
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.chain
+    }
+
+    /// Fails unless rustls accepts the pair for client authentication (the key matches the leaf).
+    fn check_pair(&self) -> Result<(), RegistryError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(SkipVerify {
+            algorithms: provider.signature_verification_algorithms,
+        });
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| config_err(format!("TLS provider setup: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
+            .map(|_| ())
+            .map_err(|e| {
+                config_err(format!(
+                    "client certificate {} and key {} do not form a usable pair: {e}; give the key that belongs to this certificate",
+                    self.cert_path.display(),
+                    self.key_path.display()
+                ))
+            })
+    }
+}
+
 fn load_identity(cert_path: &Path, key_path: &Path) -> Result<ClientIdentity, RegistryError> {
-    let chain = load_certs(cert_path)?;
-    let key_bytes = std::fs::read(key_path).map_err(|e| {
-        config_err(format!(
-            "cannot read client key {}: {e}; check the path and its permissions",
-            key_path.display()
-        ))
-    })?;
-    let key = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|_| {
-        config_err(format!(
-            "client key {} holds no PEM private key (PKCS#8, PKCS#1 or SEC1) for {}",
-            key_path.display(),
-            cert_path.display()
-        ))
-    })?;
-    Ok(ClientIdentity {
-        cert_path: cert_path.to_path_buf(),
-        key_path: key_path.to_path_buf(),
-        chain,
-        key: Arc::new(key),
-    })
+    ClientIdentity::load(cert_path, Some(key_path))
 }
 
 /// The certs.d folders consulted for a host: `DIR/HOST:PORT`, then `DIR/HOST` when the port is 443.
@@ -255,6 +330,7 @@ impl HostConfigSource for TrustConfig {
     fn host_config(&self, host: &HostPort) -> Result<HostConfig, RegistryError> {
         let mut hc = HostConfig {
             plain_http: self.plain_http.contains(host),
+            hosts_dir: self.hosts_dir.clone(),
             ..HostConfig::default()
         };
         for f in &self.ca_files {
@@ -307,6 +383,11 @@ pub fn build_verifier(
     hc: &HostConfig,
 ) -> Result<Arc<dyn ServerCertVerifier>, RegistryError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    if hc.skip_verify {
+        return Ok(Arc::new(SkipVerify {
+            algorithms: provider.signature_verification_algorithms,
+        }));
+    }
     let mut roots = system.clone();
     for (path, cert) in &hc.ca_certs {
         roots.add(cert.clone()).map_err(|e| {
@@ -556,6 +637,49 @@ impl ServerCertVerifier for RecordingVerifier {
     }
 }
 
+/// `skip_verify`: accepts any certificate chain and name for the one host:port configured so,
+/// but still checks the handshake signatures (the peer must hold the key of the certificate it
+/// sent). Also used to check a client pair without connecting anywhere.
+#[derive(Debug)]
+struct SkipVerify {
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for SkipVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
 /// The class of a TLS failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TlsErrorClass {
@@ -601,6 +725,8 @@ pub struct TlsFailure {
     pub sources: Vec<String>,
     /// A client certificate was configured for this host.
     pub client_cert_configured: bool,
+    /// The hosts directory in use, named in the fix (`None`: the client reads none).
+    pub hosts_dir: Option<PathBuf>,
 }
 
 impl std::error::Error for TlsFailure {}
@@ -701,10 +827,23 @@ impl TlsFailure {
         let h = &self.host;
         let p = self.presented.as_ref();
         let issuer = p.map(|p| p.issuer.as_str()).unwrap_or("its issuer");
+        // the directory the failing client reads, so the command fixes this very client
+        let (dir_flag, folder) = match &self.hosts_dir {
+            Some(d) => (
+                format!(" --hosts-dir {}", d.display()),
+                format!("{}/{h}", d.display()),
+            ),
+            None => (
+                " --hosts-dir DIR".to_string(),
+                format!(
+                    "DIR/{h} (and pass --hosts-dir DIR to the pull; no hosts directory is in use now)"
+                ),
+            ),
+        };
         let add = match p.and_then(|p| p.top_ca_sha256.as_deref()) {
-            Some(fp) => format!("`berth trust add {h} --fingerprint sha256:{fp}`"),
+            Some(fp) => format!("`berth trust add {h}{dir_flag} --fingerprint sha256:{fp}`"),
             None => format!(
-                "`berth trust add {h} --ca-file CA.pem` with the certificate of the CA \"{issuer}\" (from the registry's administrator)"
+                "`berth trust add {h}{dir_flag} --ca-file CA.pem` with the certificate of the CA \"{issuer}\" (from the registry's administrator)"
             ),
         };
         let role_note = if self.role == Role::RedirectTarget {
@@ -714,13 +853,13 @@ impl TlsFailure {
         };
         match self.class {
             TlsErrorClass::UnknownAuthority => format!(
-                "run `berth trust fetch {h}` and check the fingerprints, then trust its CA for this host only: {add} (or put it in <hosts-dir>/{h}/ca.crt, or pass --ca-file){role_note}; never retried over plain http"
+                "run `berth trust fetch {h}` and check the fingerprints, then trust its CA for this host only: {add} (or put it in {folder}/ca.crt, or pass --ca-file){role_note}; never retried over plain http"
             ),
             TlsErrorClass::MissingIntermediate => format!(
-                "configure {h} to send its full chain (leaf and intermediate certificates), or trust the intermediate CA \"{issuer}\" for this host: `berth trust add {h} --ca-file INTERMEDIATE.pem` (or append it to <hosts-dir>/{h}/ca.crt); inspect the chain with `berth trust fetch {h}`{role_note}"
+                "configure {h} to send its full chain (leaf and intermediate certificates), or trust the intermediate CA \"{issuer}\" for this host: `berth trust add {h}{dir_flag} --ca-file INTERMEDIATE.pem` (or append it to {folder}/ca.crt); inspect the chain with `berth trust fetch {h}`{role_note}"
             ),
             TlsErrorClass::SelfSignedLeaf => format!(
-                "issue the certificate of {h} from a CA and trust that CA for this host (`berth trust fetch {h}`, then {add}), or pin this exact certificate for this host only by putting it in <hosts-dir>/{h}/ca.crt{role_note}"
+                "issue the certificate of {h} from a CA and trust that CA for this host (`berth trust fetch {h}`, then {add}), or pin this exact certificate for this host only by putting it in {folder}/ca.crt{role_note}"
             ),
             TlsErrorClass::Expired | TlsErrorClass::NotYetValid => format!(
                 "renew the certificate of {h} (or fix this machine's clock); inspect it with `berth trust fetch {h}`"
@@ -733,10 +872,10 @@ impl TlsFailure {
                 "reissue the certificate of {h} with a SHA-256 (or stronger) signature from a trusted CA; inspect it with `berth trust fetch {h}`"
             ),
             TlsErrorClass::ClientCertRequired => format!(
-                "put the client certificate and key for this host in <hosts-dir>/{h}/client.cert and client.key"
+                "put the client certificate and key for this host in {folder}/client.cert and client.key (check the pair with `berth trust add {h}{dir_flag} --client-cert CERT --client-key KEY`)"
             ),
             TlsErrorClass::ClientCertRejected => format!(
-                "check that the client certificate in <hosts-dir>/{h}/ is issued by a CA the server accepts and is still valid"
+                "check that the client certificate in {folder}/ is issued by a CA the server accepts and is still valid"
             ),
             TlsErrorClass::Protocol => format!(
                 "check that {h} serves TLS on this port (a plain-http registry must be configured as plain http explicitly)"
@@ -928,6 +1067,7 @@ pub fn tls_failure(
         presented,
         sources,
         client_cert_configured: hc.client_identity.is_some(),
+        hosts_dir: hc.hosts_dir.clone(),
     })
 }
 
@@ -1151,6 +1291,110 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("missing client certificate"), "{err}");
+    }
+
+    #[test]
+    fn the_fix_names_the_hosts_directory_in_use() {
+        let mut f = failure(
+            &wrapped(CertificateError::UnknownIssuer, chain(false, false, 1)),
+            Role::Registry,
+        );
+        f.hosts_dir = Some(PathBuf::from("/srv/berth/hosts"));
+        let hint = f.hint();
+        assert!(
+            hint.contains(
+                "`berth trust add 127.0.0.2:5001 --hosts-dir /srv/berth/hosts --ca-file CA.pem`"
+            ),
+            "{hint}"
+        );
+        assert!(
+            hint.contains("/srv/berth/hosts/127.0.0.2:5001/ca.crt"),
+            "{hint}"
+        );
+        assert!(!hint.contains("<hosts-dir>"), "{hint}");
+        let mut p = chain(false, false, 1);
+        p.top_ca_sha256 = Some("ab".repeat(32));
+        f.presented = Some(p);
+        assert!(
+            f.hint().contains(&format!(
+                "`berth trust add 127.0.0.2:5001 --hosts-dir /srv/berth/hosts --fingerprint sha256:{}`",
+                "ab".repeat(32)
+            )),
+            "{}",
+            f.hint()
+        );
+        f.class = TlsErrorClass::ClientCertRequired;
+        assert!(
+            f.hint()
+                .contains("/srv/berth/hosts/127.0.0.2:5001/client.cert"),
+            "{}",
+            f.hint()
+        );
+        // no hosts directory in use: say how to make one
+        f.hosts_dir = None;
+        f.class = TlsErrorClass::UnknownAuthority;
+        assert!(f.hint().contains("--hosts-dir DIR"), "{}", f.hint());
+        // the TrustConfig source records its directory for the message
+        let tc = TrustConfig {
+            hosts_dir: Some(PathBuf::from("/h")),
+            ..TrustConfig::default()
+        };
+        assert_eq!(
+            tc.host_config(&HostPort::new("r", 1)).unwrap().hosts_dir,
+            Some(PathBuf::from("/h"))
+        );
+    }
+
+    #[test]
+    fn client_identity_load_checks_the_pair_and_accepts_a_combined_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cl = rcgen::generate_simple_self_signed(vec!["client".into()]).unwrap();
+        let cert = dir.path().join("c.pem");
+        let key = dir.path().join("k.pem");
+        std::fs::write(&cert, cl.cert.pem()).unwrap();
+        std::fs::write(&key, cl.signing_key.serialize_pem()).unwrap();
+        let id = ClientIdentity::load(&cert, Some(&key)).unwrap();
+        assert_eq!(id.chain().len(), 1);
+        assert!(!format!("{id:?}").contains("PRIVATE KEY"));
+
+        // containerd's single-file form: certificate and key in one file
+        let both = dir.path().join("both.pem");
+        std::fs::write(
+            &both,
+            format!("{}{}", cl.cert.pem(), cl.signing_key.serialize_pem()),
+        )
+        .unwrap();
+        let id = ClientIdentity::load(&both, None).unwrap();
+        assert_eq!(id.key_path, both);
+
+        // a key of another certificate: refused, naming both files, no key material
+        let other = rcgen::generate_simple_self_signed(vec!["other".into()]).unwrap();
+        let wrong = dir.path().join("wrong.pem");
+        let secret = other.signing_key.serialize_pem();
+        std::fs::write(&wrong, &secret).unwrap();
+        let e = ClientIdentity::load(&cert, Some(&wrong))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c.pem") && e.contains("wrong.pem"), "{e}");
+        assert!(e.contains("do not form a usable pair"), "{e}");
+        assert!(!e.contains(secret.lines().nth(1).unwrap()), "{e}");
+
+        // not a key, not a certificate, missing files
+        let e = ClientIdentity::load(&cert, Some(&cert))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("holds no PEM private key"), "{e}");
+        let e = ClientIdentity::load(&key, Some(&key))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("client certificate file") && e.contains("k.pem"),
+            "{e}"
+        );
+        let e = ClientIdentity::load(&dir.path().join("nope.pem"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nope.pem"), "{e}");
     }
 
     #[test]

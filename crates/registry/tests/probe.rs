@@ -90,7 +90,8 @@ async fn unknown_root_is_unknown_authority_with_trust_add_fix() {
     let fix = r.fix.clone().unwrap();
     assert!(
         fix.contains(&format!(
-            "berth trust add {host} --fingerprint sha256:{}",
+            "berth trust add {host} --hosts-dir {} --fingerprint sha256:{}",
+            dir.path().display(),
             pki.intermediate.fingerprint_sha256()
         )),
         "{fix}"
