@@ -216,6 +216,16 @@ impl Runtime {
     /// Create a container: reserve the name, prepare the rootfs, resolve the user inside it and
     /// write the bundle. Nothing runs yet.
     pub fn create(&self, opts: CreateOptions) -> Result<ContainerState> {
+        self.create_labeled(opts, Default::default())
+    }
+
+    /// [`Runtime::create`] recording `labels` in the container's state (see
+    /// [`ContainerState::labels`]), so a supervisor can find its containers again after a restart.
+    pub fn create_labeled(
+        &self,
+        opts: CreateOptions,
+        labels: std::collections::BTreeMap<String, String>,
+    ) -> Result<ContainerState> {
         let command = process_args(opts.config.as_ref(), &opts.overrides)?;
         let stop_signal = match opts.config.as_ref().and_then(|c| c.stop_signal.as_deref()) {
             Some(s) if !s.is_empty() => parse_signal(s).map_err(|_| Error::InvalidConfig {
@@ -254,6 +264,7 @@ impl Runtime {
             rootfs: rootfs.clone(),
             rootfs_mounted: false,
             cgroups_path: self.cgroups.cgroups_path(&id),
+            labels,
         };
         {
             let _lock = self.layout.lock()?;
@@ -489,6 +500,13 @@ impl Runtime {
             .collect())
     }
 
+    /// All container records as last written, oldest first, without asking runc: cheap enough
+    /// to poll. A running record may belong to a process whose recorder died; [`Runtime::list`]
+    /// or [`Runtime::inspect`] check that.
+    pub fn records(&self) -> Result<Vec<ContainerState>> {
+        self.layout.all()
+    }
+
     /// One container by name, id or unique id prefix (status checked against runc).
     pub fn inspect(&self, key: &str) -> Result<ContainerState> {
         Ok(self.refresh(self.layout.resolve(key)?))
@@ -523,8 +541,21 @@ impl Runtime {
     /// Send `signal` to the container's init process.
     pub fn kill(&self, key: &str, signal: i32) -> Result<()> {
         let st = self.layout.resolve(key)?;
-        if st.status != Status::Running {
-            return Ok(());
+        match st.status {
+            Status::Exited => return Ok(()),
+            Status::Running => {}
+            // Started but not yet recorded as running (the starter is still reading runc's pid file):
+            // runc is the judge, so a signal sent right after the process starts is not lost.
+            Status::Created => {
+                let log = self.runc_log(&st.id, "state");
+                let live = self
+                    .runc
+                    .state(&st.id, &log)?
+                    .is_some_and(|s| matches!(s.status.as_str(), "created" | "running" | "paused"));
+                if !live {
+                    return Ok(());
+                }
+            }
         }
         self.runc
             .kill(&st.id, signal, false, &self.runc_log(&st.id, "kill"))

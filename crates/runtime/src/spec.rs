@@ -5,7 +5,8 @@
 //! complete serde model of the runtime spec (youki's), so field names and enum spellings cannot
 //! drift from what runc parses.
 //!
-//! Deliberate choices: the network namespace is NOT unshared (host network, no CNI yet), a
+//! Deliberate choices: the network namespace is NOT unshared (host network, no CNI yet) unless the
+//! caller names an existing one to join ([`Overrides::network_namespace`], a pod's sandbox), a
 //! cgroup namespace is unshared only on cgroup v2 (as Docker does), `noNewPrivileges` is false
 //! and no terminal is allocated. This module only computes; it must never touch the filesystem
 //! except through [`crate::user::resolve_user`], which reads the rootfs safely.
@@ -85,6 +86,9 @@ pub struct Overrides {
     pub user: Option<String>,
     /// The container's hostname (default: the first 12 characters of the container id).
     pub hostname: Option<String>,
+    /// Join this existing network namespace (a bind-mounted nsfs file such as a pod's
+    /// `<root>/netns/<uid>`) instead of sharing the host's; the caller owns its lifetime.
+    pub network_namespace: Option<PathBuf>,
 }
 
 /// Files written by the bundle and bind-mounted into the container.
@@ -346,10 +350,18 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec> {
     if input.cgroup_mode == CgroupMode::Unified {
         namespaces.push(LinuxNamespaceType::Cgroup);
     }
-    let namespaces = namespaces
+    let mut namespaces = namespaces
         .into_iter()
         .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
         .collect::<std::result::Result<Vec<_>, _>>()?;
+    if let Some(path) = &input.overrides.network_namespace {
+        namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Network)
+                .path(path.clone())
+                .build()?,
+        );
+    }
     let linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .masked_paths(
@@ -490,6 +502,49 @@ mod tests {
         assert!(
             e.to_string().contains("WorkingDir") && e.to_string().contains("absolute"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_named_network_namespace_is_joined_by_path() {
+        let user = ExecUser {
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+            home: "/root".into(),
+            username: None,
+        };
+        let etc = EtcFiles {
+            hosts: "/b/hosts".into(),
+            resolv_conf: "/b/resolv.conf".into(),
+            hostname: "/b/hostname".into(),
+        };
+        let ov = Overrides {
+            command: Some(strings(&["/bin/sh"])),
+            network_namespace: Some("/var/lib/berth/netns/pod-1".into()),
+            ..Default::default()
+        };
+        let spec = build_spec(&SpecInput {
+            config: None,
+            overrides: &ov,
+            rootfs: Path::new("/b/rootfs"),
+            user: &user,
+            hostname: "pod",
+            etc_files: &etc,
+            cgroups_path: "/berth/abc",
+            cgroup_mode: CgroupMode::Hybrid,
+        })
+        .unwrap();
+        let json = serde_json::to_value(&spec).unwrap();
+        let net: Vec<&serde_json::Value> = json["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["type"] == "network")
+            .collect();
+        assert_eq!(
+            net,
+            [&serde_json::json!({"type": "network", "path": "/var/lib/berth/netns/pod-1"})]
         );
     }
 

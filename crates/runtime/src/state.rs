@@ -3,6 +3,7 @@
 //! root-wide lock that makes name allocation and removal exclusive. It must never delete
 //! anything outside `<root>/containers`.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -83,6 +84,10 @@ pub struct ContainerState {
     pub rootfs_mounted: bool,
     /// The cgroup path given to runc.
     pub cgroups_path: String,
+    /// Caller-defined key/value metadata recorded at create time (e.g. the agent's pod uid,
+    /// container name and image id), never interpreted by the runtime.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl ContainerState {
@@ -267,6 +272,7 @@ mod tests {
             rootfs: "/r".into(),
             rootfs_mounted: false,
             cgroups_path: "/berth/x".into(),
+            labels: BTreeMap::new(),
         }
     }
 

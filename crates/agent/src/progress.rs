@@ -1,0 +1,183 @@
+//! Pull progress on the Pod: the `berth.dev/pull-progress` annotation, a JSON document
+//! `{"image": "...", "layers": [{"digest": "sha256:...", "size": N, "done": M}]}` that the console renders as
+//! per-layer bars. Events from the pull are folded into one in-memory state; a publisher task writes it at most
+//! every [`MIN_INTERVAL`] (about two writes a second per pod, so a fast pull costs the API server little) and
+//! removes the annotation when the pull ends. It must never block the pull on the API server.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use kube::api::{Api, Patch, PatchParams};
+use serde::Serialize;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::PULL_PROGRESS_ANNOTATION;
+
+/// Shortest time between two writes of one pod's annotation.
+pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub(crate) struct Layer {
+    pub digest: String,
+    pub size: u64,
+    pub done: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub(crate) struct Document {
+    pub image: String,
+    pub layers: Vec<Layer>,
+}
+
+/// The progress of one pull for one pod.
+#[derive(Debug)]
+pub(crate) struct PodProgress {
+    doc: Mutex<Document>,
+    dirty: AtomicBool,
+}
+
+impl PodProgress {
+    pub fn new(image: &str) -> Self {
+        PodProgress {
+            doc: Mutex::new(Document {
+                image: image.to_string(),
+                layers: Vec::new(),
+            }),
+            dirty: AtomicBool::new(false),
+        }
+    }
+
+    /// Fold one pull event in.
+    pub fn apply(&self, event: image::Progress) {
+        let mut doc = self.doc.lock().unwrap_or_else(|p| p.into_inner());
+        let layer = |doc: &mut Document, digest: &oci::Digest| -> Option<usize> {
+            let d = digest.to_string();
+            doc.layers.iter().position(|l| l.digest == d)
+        };
+        match event {
+            image::Progress::Resolved { blobs, .. } => {
+                doc.layers = blobs
+                    .into_iter()
+                    .filter(|(_, _, is_layer)| *is_layer)
+                    .map(|(digest, size, _)| Layer {
+                        digest: digest.to_string(),
+                        size,
+                        done: 0,
+                    })
+                    .collect();
+            }
+            image::Progress::BlobStarted { digest, offset, .. } => {
+                if let Some(i) = layer(&mut doc, &digest) {
+                    doc.layers[i].done = offset;
+                }
+            }
+            image::Progress::BlobBytes { digest, bytes } => {
+                if let Some(i) = layer(&mut doc, &digest) {
+                    doc.layers[i].done += bytes;
+                }
+            }
+            image::Progress::BlobDone { digest, size, .. } => {
+                if let Some(i) = layer(&mut doc, &digest) {
+                    doc.layers[i].done = size;
+                }
+            }
+        }
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    fn take(&self) -> Option<Document> {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        let doc = self.doc.lock().unwrap_or_else(|p| p.into_inner());
+        (!doc.layers.is_empty()).then(|| doc.clone())
+    }
+}
+
+/// Write the annotation while the pull runs (until `done`), then remove it if it was ever written.
+pub(crate) async fn publish(
+    client: kube::Client,
+    namespace: String,
+    pod: String,
+    progress: std::sync::Arc<PodProgress>,
+    done: CancellationToken,
+) {
+    let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client, &namespace);
+    let mut written = false;
+    loop {
+        let finished = tokio::select! {
+            _ = done.cancelled() => true,
+            _ = tokio::time::sleep(MIN_INTERVAL) => false,
+        };
+        if finished {
+            break;
+        }
+        if let Some(doc) = progress.take() {
+            let value = serde_json::to_string(&doc).unwrap_or_default();
+            let patch = json!({"metadata": {"annotations": {PULL_PROGRESS_ANNOTATION: value}}});
+            match api
+                .patch(&pod, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => written = true,
+                Err(e) => tracing::debug!(pod = %pod, error = %e, "cannot publish pull progress"),
+            }
+        }
+    }
+    if written {
+        let patch = json!({"metadata": {"annotations": {PULL_PROGRESS_ANNOTATION: null}}});
+        if let Err(e) = api
+            .patch(&pod, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            tracing::debug!(pod = %pod, error = %e, "cannot remove the pull progress annotation");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_progress_follows_the_pull_events_and_ignores_the_config_blob() {
+        let d = |c: char| -> oci::Digest {
+            format!("sha256:{}", c.to_string().repeat(64))
+                .parse()
+                .unwrap()
+        };
+        let p = PodProgress::new("reg:5000/app:v1");
+        assert!(p.take().is_none());
+        p.apply(image::Progress::Resolved {
+            digest: d('a'),
+            manifest: d('a'),
+            blobs: vec![(d('c'), 10, false), (d('1'), 100, true), (d('2'), 50, true)],
+        });
+        p.apply(image::Progress::BlobStarted {
+            digest: d('1'),
+            size: 100,
+            offset: 20,
+        });
+        p.apply(image::Progress::BlobBytes {
+            digest: d('1'),
+            bytes: 30,
+        });
+        p.apply(image::Progress::BlobDone {
+            digest: d('2'),
+            size: 50,
+            existed: true,
+        });
+        let doc = p.take().unwrap();
+        assert_eq!(doc.image, "reg:5000/app:v1");
+        assert_eq!(
+            doc.layers
+                .iter()
+                .map(|l| (l.size, l.done))
+                .collect::<Vec<_>>(),
+            vec![(100, 50), (50, 50)]
+        );
+        assert!(p.take().is_none(), "nothing new to write");
+    }
+}
