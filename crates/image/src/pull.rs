@@ -1,7 +1,8 @@
 //! The pull pipeline. It owns the credential loop (next credential only after a 401/403), the
 //! bounded parallel fetch of config and layers, the hand-off of each byte stream to a blocking
 //! writer thread (hashing and disk writes never run on the async executor), and the order of
-//! commits: every blob verified and committed before the image record that names it. It must
+//! commits: every blob verified and committed before the image record that names it, and before
+//! the unpack task (which overlaps the rest of the download) may read it. It must
 //! never keep an unverified byte visible and never retry a failure another credential cannot fix.
 
 use std::sync::Arc;
@@ -11,7 +12,8 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use oci::{Descriptor, Platform};
 use registry::{Credential, ErrorKind, Repository};
-use tokio::sync::mpsc;
+use std::sync::mpsc;
+use tokio::sync::mpsc as tokio_mpsc;
 
 use crate::error::{AttemptFailure, PullError};
 use crate::progress::{Discard, Progress, ProgressSink};
@@ -116,9 +118,10 @@ impl Puller {
         }
     }
 
-    /// Unpack every pulled image into `snapshotter` once its blobs and record are committed
-    /// (on the blocking pool; layers already unpacked are skipped). Without it a pull only
-    /// fills the content store.
+    /// Unpack every pulled image into `snapshotter` (on the blocking pool; layers already
+    /// unpacked are skipped). Each layer is unpacked as soon as its blob is committed and
+    /// verified, while later layers still download; the pull returns once the chain is
+    /// complete. Without it a pull only fills the content store.
     pub fn with_snapshotter(mut self, snapshotter: Arc<unpack::Snapshotter>) -> Self {
         self.snapshotter = Some(snapshotter);
         self
@@ -178,41 +181,93 @@ impl Puller {
                 .collect(),
         });
 
+        let size = resolved.descriptor.size + blobs.iter().map(|d| d.size).sum::<u64>();
+        let name = reference.to_string();
+
+        // With a snapshotter, unpacking overlaps the download: once the config is committed an
+        // unpack task starts on the blocking pool, and each layer is handed to it (by index)
+        // as soon as its blob is committed and verified, never before. The lease keeps every
+        // blob from a content gc until the unpack is done.
+        let (ready_tx, ready_rx) = mpsc::channel::<usize>();
+        let start_unpack = std::sync::Mutex::new(self.snapshotter.clone().map(|snapshotter| {
+            let (store, name, config, layers) = (
+                self.store.clone(),
+                name.clone(),
+                config.clone(),
+                layers.clone(),
+            );
+            move || {
+                crate::snapshots::spawn_unpack(snapshotter, store, name, config, layers, ready_rx)
+            }
+        }));
+        let unpacking = std::sync::Mutex::new(None);
+
         // Futures are built up front (not polled) so the stream holds no borrowing closure.
         let fetches: Vec<_> = blobs
             .iter()
-            .map(|desc| self.fetch_blob(&repo, desc, &lease, sink.clone()))
+            .enumerate()
+            .map(|(j, desc)| {
+                let fetch = self.fetch_blob(&repo, desc, &lease, sink.clone());
+                let ready = ready_tx.clone();
+                let (start_unpack, unpacking) = (&start_unpack, &unpacking);
+                async move {
+                    let n = fetch.await?;
+                    if j == 0 {
+                        let start = start_unpack
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .take();
+                        if let Some(start) = start {
+                            *unpacking.lock().unwrap_or_else(|p| p.into_inner()) = Some(start());
+                        }
+                    } else {
+                        // Only a committed blob is announced; a closed channel means no unpack.
+                        let _ = ready.send(j - 1);
+                    }
+                    Ok::<u64, PullError>(n)
+                }
+            })
             .collect();
-        let downloaded: u64 = stream::iter(fetches)
+        drop(ready_tx);
+        let fetched: Result<u64, PullError> = stream::iter(fetches)
             .buffer_unordered(self.opts.max_concurrent_downloads.max(1))
             .try_fold(0u64, |acc, n| async move { Ok(acc + n) })
-            .await?;
+            .await;
+        // Every sender is gone now: the unpack task sees the end of the ready layers.
+        drop(start_unpack);
+        let unpacking = unpacking.into_inner().unwrap_or_else(|p| p.into_inner());
+        let downloaded = match fetched {
+            Ok(n) => n,
+            Err(e) => {
+                // Let the unpack finish what it took (committed blobs only) before reporting.
+                if let Some(task) = unpacking {
+                    let _ = task.await;
+                }
+                return Err(e);
+            }
+        };
 
-        let size = resolved.descriptor.size + blobs.iter().map(|d| d.size).sum::<u64>();
-        let name = reference.to_string();
-        {
+        let record = {
             let store = self.store.clone();
             let (name, target) = (name.clone(), resolved.top.descriptor.clone());
             let manifest = (resolved.descriptor.digest != target.digest)
                 .then(|| resolved.descriptor.digest.clone());
-            blocking(move || store.put_image(&name, &target, manifest.as_ref(), Some(size)))
-                .await??;
-        }
-        drop(lease);
-        // The record now protects every blob from a content gc, so unpacking needs no lease.
-        let snapshots = match &self.snapshotter {
-            Some(snapshotter) => {
-                crate::snapshots::unpack_stored(
-                    snapshotter.clone(),
-                    self.store.clone(),
-                    name.clone(),
-                    config.clone(),
-                    layers.clone(),
-                )
-                .await?
-            }
-            None => Vec::new(),
+            blocking(move || store.put_image(&name, &target, manifest.as_ref(), Some(size))).await
         };
+        let snapshots = match unpacking {
+            Some(task) => {
+                let chain = task
+                    .await
+                    .map_err(|e| PullError::Internal(format!("unpack task: {e}")));
+                record??;
+                chain??
+            }
+            None => {
+                record??;
+                Vec::new()
+            }
+        };
+        drop(lease);
         Ok(Pulled {
             name,
             target: resolved.top.descriptor.clone(),
@@ -321,7 +376,7 @@ impl Puller {
         // The writer lives on a blocking thread: it hashes and writes while this task keeps
         // reading the network. It commits only on `Finish`; if the download fails, the channel
         // closes without it and the partial ingest is kept for the next pull to resume.
-        let (tx, mut rx) = mpsc::channel::<Chunk>(CHANNEL_DEPTH);
+        let (tx, mut rx) = tokio_mpsc::channel::<Chunk>(CHANNEL_DEPTH);
         let writing = tokio::task::spawn_blocking(move || -> Result<bool, content::Error> {
             let mut writer = writer;
             while let Some(chunk) = rx.blocking_recv() {

@@ -5,7 +5,7 @@
 //! It must never apply a layer itself (that is `unpack`) and never read a blob that is not
 //! committed and verified (everything goes through `content::Store`).
 
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 
 use oci::{Descriptor, ImageConfig, Manifest};
 use unpack::{Limits, SnapshotId, Snapshotter};
@@ -111,6 +111,29 @@ pub async fn unpack_stored(
     config: Descriptor,
     layers: Vec<Descriptor>,
 ) -> Result<Vec<SnapshotId>, PullError> {
+    let (tx, ready) = mpsc::channel();
+    for i in 0..layers.len() {
+        let _ = tx.send(i);
+    }
+    drop(tx);
+    spawn_unpack(snapshotter, store, name, config, layers, ready)
+        .await
+        .map_err(|e| PullError::Internal(format!("unpack task: {e}")))?
+}
+
+/// Starts unpacking `layers` of image `name` on the blocking pool while the pull may still be
+/// downloading them: the config (at `config`) must be committed; each layer is read from the
+/// store only after its index arrives on `ready`, which the puller sends once that blob is
+/// committed and verified. Closing `ready` early makes the task finish the layers it has and
+/// fail with the first layer that never arrived.
+pub(crate) fn spawn_unpack(
+    snapshotter: Arc<Snapshotter>,
+    store: content::Store,
+    name: String,
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+    ready: mpsc::Receiver<usize>,
+) -> tokio::task::JoinHandle<Result<Vec<SnapshotId>, PullError>> {
     tokio::task::spawn_blocking(move || -> Result<Vec<SnapshotId>, PullError> {
         let bytes = store.read_blob(&config.digest, oci::manifest::MAX_CONFIG_BYTES as u64)?;
         let image_config = oci::parse_config(&bytes).map_err(|e| PullError::Local {
@@ -119,12 +142,13 @@ pub async fn unpack_stored(
         })?;
         let started = std::time::Instant::now();
         let chain = snapshotter
-            .unpack_image(
+            .unpack_image_as_ready(
                 &store,
                 &image_config,
                 &layers,
                 &Limits::default(),
                 &image_user(&name),
+                ready,
             )
             .map_err(|error| PullError::Unpack {
                 image: name.clone(),
@@ -134,6 +158,4 @@ pub async fn unpack_stored(
         tracing::debug!(image = %name, layers = layers.len(), elapsed = ?started.elapsed(), "unpacked");
         Ok(chain)
     })
-    .await
-    .map_err(|e| PullError::Internal(format!("unpack task: {e}")))?
 }

@@ -243,3 +243,165 @@ async fn a_layer_escaping_through_a_symlink_fails_the_pull_naming_that_layer() {
     assert!(text.contains(bad_layer.as_str()), "{text}");
     assert!(!std::path::Path::new("/tmp/escaped").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn layers_unpack_while_later_layers_still_download() {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    use testkit::front::{Fault, FaultRule, Front, FrontOptions};
+
+    let env = env().await;
+    // Four layers of 256 small files each; the last one's GET is held back by the front.
+    let mut builder = ImageBuilder::new().cmd(["/bin/app"]);
+    for l in 0..4 {
+        let entries = (0..256)
+            .map(|f| Entry::file(format!("l{l}/f{f}"), vec![b'a' + l as u8; 4096]))
+            .collect();
+        builder = builder.layer(entries, Compression::Gzip);
+    }
+    let img = builder.build().unwrap();
+    push(&env, &img, "team/overlap:v1").await;
+    let front = Front::start(
+        &env.registry,
+        None,
+        FrontOptions::new(env._pki.server(["127.0.0.1"]).unwrap(), env._pki.ca_pem()),
+    )
+    .await
+    .unwrap();
+    let layers = img.layer_descriptors();
+    let last = layers.last().unwrap().digest.clone();
+    let held = front.faults().add(
+        FaultRule::new(Fault::Delay {
+            duration: Duration::from_secs(4),
+        })
+        .on("GET", &format!("/blobs/{last}"))
+        .unwrap()
+        .times(1),
+    );
+
+    let store = content::Store::open(env.dir.path().join("content")).unwrap();
+    let snaps = snapshotter(&env);
+    let puller = Puller::new(env.client.clone(), store, PullOptions::default())
+        .with_snapshotter(snaps.clone());
+    let mut req = request(&env, "team/overlap:v1");
+    req.reference =
+        oci::Reference::parse_normalized(&format!("{}/team/overlap:v1", front.host_port()))
+            .unwrap();
+
+    // When the last layer's blob is committed, which layers are already complete snapshots?
+    let started = Instant::now();
+    let seen = Arc::new(Mutex::new(None));
+    let (sink_snaps, sink_seen, sink_last) = (snaps.clone(), seen.clone(), last.clone());
+    let sink = move |e: image::Progress| {
+        if let image::Progress::BlobDone { digest, .. } = e
+            && digest.to_string() == sink_last
+        {
+            let done: Vec<String> = sink_snaps
+                .list()
+                .unwrap()
+                .into_iter()
+                .map(|i| i.layer.to_string())
+                .collect();
+            *sink_seen.lock().unwrap() = Some((started.elapsed(), done));
+        }
+    };
+    let pulled = puller
+        .pull_with_progress(&req, Arc::new(sink))
+        .await
+        .unwrap();
+    let total = started.elapsed();
+    assert_eq!(held.fired(), 1, "the last layer was held back");
+    let (last_done_at, done) = seen.lock().unwrap().clone().expect("last layer committed");
+    eprintln!(
+        "pull of {} layers: last layer committed at {last_done_at:?} with {} layer(s) already \
+         unpacked; pull + unpack done at {total:?}",
+        layers.len(),
+        done.len()
+    );
+    assert!(
+        done.contains(&layers[0].digest),
+        "layer 1 was unpacked before the last layer's download completed: {done:?}"
+    );
+    assert!(
+        !done.contains(&last),
+        "the last layer is never unpacked before its blob is committed"
+    );
+    assert_eq!(pulled.snapshots.len(), 4);
+    for id in &pulled.snapshots {
+        assert!(snaps.info(id).unwrap().is_some(), "{id} complete");
+    }
+    // For the record: unpacking the same layers after the download, as pulls did before.
+    let fresh = Arc::new(
+        Snapshotter::open(env.dir.path().join("unpack-after"))
+            .unwrap()
+            .with_mode(Mode::Native),
+    );
+    let t = Instant::now();
+    image::unpack_stored(
+        fresh,
+        puller.store().clone(),
+        pulled.name.clone(),
+        pulled.config.clone(),
+        pulled.layers.clone(),
+    )
+    .await
+    .unwrap();
+    eprintln!(
+        "unpack after download would end at {:?} (+{:?})",
+        last_done_at + t.elapsed(),
+        t.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_corrupt_download_of_a_later_layer_fails_the_pull_and_leaves_no_snapshot_of_it() {
+    use testkit::front::{Fault, FaultRule, Front, FrontOptions};
+
+    let env = env().await;
+    let img = two_layer_image();
+    push(&env, &img, "team/corrupt:v1").await;
+    let front = Front::start(
+        &env.registry,
+        None,
+        FrontOptions::new(env._pki.server(["127.0.0.1"]).unwrap(), env._pki.ca_pem()),
+    )
+    .await
+    .unwrap();
+    let layers = img.layer_descriptors();
+    front.faults().add(
+        FaultRule::new(Fault::FlipByte { offset: 10 })
+            .on("GET", &format!("/blobs/{}", layers[1].digest))
+            .unwrap(),
+    );
+    let store = content::Store::open(env.dir.path().join("content")).unwrap();
+    let snaps = snapshotter(&env);
+    let puller = Puller::new(env.client.clone(), store.clone(), PullOptions::default())
+        .with_snapshotter(snaps.clone());
+    let mut req = request(&env, "team/corrupt:v1");
+    req.reference =
+        oci::Reference::parse_normalized(&format!("{}/team/corrupt:v1", front.host_port()))
+            .unwrap();
+    let err = puller.pull(&req).await.unwrap_err();
+    assert!(matches!(err, PullError::Integrity(_)), "{err}");
+    assert!(
+        !store.exists(&layers[1].digest.parse().unwrap()).unwrap(),
+        "the corrupt blob is not visible"
+    );
+    let unpacked: Vec<String> = snaps
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.layer.to_string())
+        .collect();
+    assert!(
+        !unpacked.contains(&layers[1].digest),
+        "no snapshot of the layer that failed verification: {unpacked:?}"
+    );
+    // Nothing half-built is left behind once the pull has returned.
+    let leftovers: Vec<_> = std::fs::read_dir(snaps.root().join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -700,6 +700,9 @@ pub enum TlsErrorClass {
     BadSignature,
     /// Certificate revoked, wrong purpose, bad encoding, or another certificate problem.
     BadCertificate,
+    /// The server presents a CA certificate as its own (end-entity) certificate: it is
+    /// configured with its CA's certificate instead of a leaf issued by that CA.
+    CaAsLeaf,
     /// The server requires a client certificate and none is configured.
     ClientCertRequired,
     /// The server rejected the configured client certificate.
@@ -802,6 +805,12 @@ impl fmt::Display for TlsFailure {
             TlsErrorClass::BadCertificate => {
                 write!(f, "x509: certificate rejected: {}", self.detail)?
             }
+            TlsErrorClass::CaAsLeaf => write!(
+                f,
+                "x509: the server presents the CA certificate \"{}\" as its own certificate; a CA certificate cannot identify a server ({})",
+                p.map(|p| p.subject.as_str()).unwrap_or(""),
+                self.detail
+            )?,
             TlsErrorClass::ClientCertRequired => write!(
                 f,
                 "the server requires a client certificate and none is configured for {h}: {}",
@@ -871,6 +880,10 @@ impl TlsFailure {
             TlsErrorClass::BadSignature | TlsErrorClass::BadCertificate => format!(
                 "reissue the certificate of {h} with a SHA-256 (or stronger) signature from a trusted CA; inspect it with `berth trust fetch {h}`"
             ),
+            TlsErrorClass::CaAsLeaf => format!(
+                "{h} is configured to serve its CA certificate instead of its own leaf certificate: the registry's operator must serve a leaf certificate issued by that CA for {} (with the intermediates, if any); trusting or pinning this certificate on this machine does not fix it, a CA certificate is never accepted as a server's certificate; inspect what it serves with `berth trust fetch {h}`",
+                h.host()
+            ),
             TlsErrorClass::ClientCertRequired => format!(
                 "put the client certificate and key for this host in {folder}/client.cert and client.key (check the pair with `berth trust add {h}{dir_flag} --client-cert CERT --client-key KEY`)"
             ),
@@ -896,6 +909,7 @@ impl TlsErrorClass {
             TlsErrorClass::NameMismatch => "name_mismatch",
             TlsErrorClass::BadSignature => "bad_signature",
             TlsErrorClass::BadCertificate => "bad_certificate",
+            TlsErrorClass::CaAsLeaf => "ca_used_as_leaf",
             TlsErrorClass::ClientCertRequired => "client_certificate_required",
             TlsErrorClass::ClientCertRejected => "client_certificate_rejected",
             TlsErrorClass::Protocol => "protocol",
@@ -925,6 +939,9 @@ impl TlsErrorClass {
                 "not trusted: a signature in the chain uses a weak or unsupported algorithm, or does not verify"
             }
             TlsErrorClass::BadCertificate => "not trusted: the certificate was rejected",
+            TlsErrorClass::CaAsLeaf => {
+                "not trusted: the server presents a CA certificate as its own certificate (it must serve a leaf issued by that CA)"
+            }
             TlsErrorClass::ClientCertRequired => {
                 "the server requires a client certificate and none is configured for this host"
             }
@@ -965,6 +982,14 @@ fn class_of_cert_error(e: &CertificateError, presented: Option<&PresentedChain>)
         | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => TlsErrorClass::BadSignature,
         #[allow(deprecated)]
         C::UnsupportedSignatureAlgorithm => TlsErrorClass::BadSignature,
+        C::Other(o)
+            if matches!(
+                o.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::CaUsedAsEndEntity)
+            ) =>
+        {
+            TlsErrorClass::CaAsLeaf
+        }
         _ => match presented {
             // webpki reports a self-signed leaf configured as an anchor as CaUsedAsEndEntity-like
             // failures; name it plainly.
@@ -981,12 +1006,12 @@ pub fn classify_rustls(
 ) -> (TlsErrorClass, String, Option<PresentedChain>) {
     use rustls::AlertDescription as A;
     match err {
-        rustls::Error::InvalidCertificate(CertificateError::Other(other)) => {
+        rustls::Error::InvalidCertificate(ce @ CertificateError::Other(other)) => {
             if let Some(vf) = other.0.downcast_ref::<VerifyFailure>() {
                 let class = class_of_cert_error(&vf.error, Some(&vf.presented));
                 (class, vf.error.to_string(), Some(vf.presented.clone()))
             } else {
-                (TlsErrorClass::BadCertificate, err.to_string(), None)
+                (class_of_cert_error(ce, None), err.to_string(), None)
             }
         }
         rustls::Error::InvalidCertificate(ce) => {
@@ -1182,6 +1207,33 @@ mod tests {
         );
         assert_eq!(f.class, TlsErrorClass::NameMismatch);
         assert!(f.to_string().contains("valid for reg.example, 127.0.0.1"));
+    }
+
+    #[test]
+    fn ca_served_as_leaf_asks_the_operator_for_a_leaf_not_a_new_signature_or_pin() {
+        let ca_used_as_leaf =
+            CertificateError::Other(OtherError(Arc::new(webpki::Error::CaUsedAsEndEntity)));
+        // Self-signed CA pinned for the host and served as the leaf, and a CA issued by another.
+        for presented in [chain(true, true, 0), chain(false, true, 0)] {
+            let f = failure(&wrapped(ca_used_as_leaf.clone(), presented), Role::Registry);
+            assert_eq!(f.class, TlsErrorClass::CaAsLeaf);
+            assert_eq!(f.class.code(), "ca_used_as_leaf");
+            let s = f.to_string();
+            assert!(s.contains("127.0.0.2:5001 (registry)"), "{s}");
+            assert!(s.contains("presents the CA certificate \"CN=reg\""), "{s}");
+            let hint = f.hint();
+            assert!(
+                hint.contains("instead of its own leaf certificate")
+                    && hint.contains("operator must serve a leaf certificate issued by that CA")
+                    && hint.contains("pinning this certificate on this machine does not fix it"),
+                "{hint}"
+            );
+            assert!(!hint.contains("SHA-256"), "{hint}");
+            assert!(!hint.contains("berth trust add"), "{hint}");
+        }
+        // Unwrapped (no presented chain) it is classified the same.
+        let e = rustls::Error::InvalidCertificate(ca_used_as_leaf);
+        assert_eq!(classify_rustls(&e, false).0, TlsErrorClass::CaAsLeaf);
     }
 
     #[test]

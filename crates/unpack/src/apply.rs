@@ -458,6 +458,73 @@ pub fn apply_layer<R: Read>(
     })
 }
 
+/// A numeric tar header field read as GNU tar and Go's `archive/tar` (containerd) read it:
+/// base-256 (two's complement) when the first byte has its high bit set, otherwise octal text
+/// with leading and trailing NULs and spaces trimmed and cut at the first NUL left; a field that
+/// is empty after trimming (all NULs or spaces, as some image builders write) is 0. The `tar`
+/// crate refuses empty fields, hence this reader. Anything else (non-octal text, a base-256
+/// value beyond 64 bits, a negative value where the field cannot be negative) is an
+/// `InvalidData` error naming the field and its bytes.
+fn header_number(field: &[u8], name: &'static str) -> io::Result<i64> {
+    let bad = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "tar header field {name} {why}: {:?}; the layer is corrupt, rebuild and re-push the image",
+                String::from_utf8_lossy(field)
+            ),
+        )
+    };
+    let value = if field.first().is_some_and(|b| b & 0x80 != 0) {
+        let negative = field[0] & 0x40 != 0;
+        let inv = if negative { 0xff } else { 0 };
+        let mut x: u64 = 0;
+        for (i, &b) in field.iter().enumerate() {
+            let mut c = b ^ inv;
+            if i == 0 {
+                c &= 0x7f;
+            }
+            if x >> 56 != 0 {
+                return Err(bad("overflows 64 bits"));
+            }
+            x = (x << 8) | u64::from(c);
+        }
+        if x >> 63 != 0 {
+            return Err(bad("overflows 64 bits"));
+        }
+        // Two's complement: the bits of a negative value were inverted above.
+        if negative { !(x as i64) } else { x as i64 }
+    } else {
+        let is_pad = |b: &u8| *b == 0 || *b == b' ';
+        let start = field.iter().position(|b| !is_pad(b)).unwrap_or(field.len());
+        let end = field
+            .iter()
+            .rposition(|b| !is_pad(b))
+            .map_or(start, |i| i + 1);
+        let text = &field[start..end];
+        let text = match text.iter().position(|b| *b == 0) {
+            Some(i) => &text[..i],
+            None => text,
+        };
+        if text.is_empty() {
+            return Ok(0);
+        }
+        if !text.iter().all(|b| (b'0'..=b'7').contains(b)) {
+            return Err(bad("is not an octal number"));
+        }
+        let x = u64::from_str_radix(
+            std::str::from_utf8(text).map_err(|_| bad("is not text"))?,
+            8,
+        )
+        .map_err(|_| bad("overflows 64 bits"))?;
+        i64::try_from(x).map_err(|_| bad("overflows 63 bits"))?
+    };
+    if value < 0 && name != "mtime" {
+        return Err(bad("is negative"));
+    }
+    Ok(value)
+}
+
 struct Times {
     atime: libc::timespec,
     mtime: libc::timespec,
@@ -647,9 +714,10 @@ impl<'a> Applier<'a> {
             path: raw.to_string(),
             source: e,
         };
-        let mode = h.mode().map_err(aerr)? & 0o7777;
-        let uid = h.uid().map_err(aerr)?;
-        let gid = h.gid().map_err(aerr)?;
+        let old = h.as_old();
+        let mode = (header_number(&old.mode, "mode").map_err(aerr)? & 0o7777) as u32;
+        let uid = header_number(&old.uid, "uid").map_err(aerr)?;
+        let gid = header_number(&old.gid, "gid").map_err(aerr)?;
         let (Ok(uid), Ok(gid)) = (u32::try_from(uid), u32::try_from(gid)) else {
             return Err(Error::Unsupported {
                 layer: self.layer.clone(),
@@ -657,8 +725,8 @@ impl<'a> Applier<'a> {
                 reason: format!("uid {uid} or gid {gid} does not fit in 32 bits"),
             });
         };
-        let mtime = h.mtime().map_err(aerr)?;
-        let mut mtime = fsops::timespec(i64::try_from(mtime).unwrap_or(i64::MAX), 0);
+        let mtime = header_number(&old.mtime, "mtime").map_err(aerr)?;
+        let mut mtime = fsops::timespec(mtime, 0);
         let mut atime = None;
         let mut xattrs = Vec::new();
         if let Some(pax) = entry.pax_extensions().map_err(aerr)? {
@@ -901,8 +969,34 @@ impl<'a> Applier<'a> {
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
                 let meta = self.read_meta(entry, &raw)?;
                 let h = entry.header();
-                let major = h.device_major().ok().flatten().unwrap_or(0);
-                let minor = h.device_minor().ok().flatten().unwrap_or(0);
+                // Version 7 headers have no device fields: 0/0, as Go's archive/tar reads them.
+                let dev_fields = match (h.as_ustar(), h.as_gnu()) {
+                    (Some(u), _) => Some((u.dev_major, u.dev_minor)),
+                    (None, Some(g)) => Some((g.dev_major, g.dev_minor)),
+                    (None, None) => None,
+                };
+                let (major, minor) = match dev_fields {
+                    Some((ma, mi)) => {
+                        let num = |f: &[u8], name| {
+                            header_number(f, name)
+                                .and_then(|v| {
+                                    u32::try_from(v).map_err(|_| {
+                                        io::Error::new(
+                                            io::ErrorKind::InvalidData,
+                                            format!("tar header field {name} {v} does not fit in 32 bits"),
+                                        )
+                                    })
+                                })
+                                .map_err(|e| Error::Archive {
+                                    layer: self.layer.clone(),
+                                    path: raw.clone(),
+                                    source: e,
+                                })
+                        };
+                        (num(&ma, "devmajor")?, num(&mi, "devminor")?)
+                    }
+                    None => (0, 0),
+                };
                 self.drain(entry, &raw)?;
                 let fmt = match kind {
                     EntryType::Char => libc::S_IFCHR,
@@ -1130,6 +1224,53 @@ mod tests {
         assert!(matches!(clean(b"/../victim/x", &l), Clean::Escapes));
         assert!(matches!(clean(b"a/../../x", &l), Clean::Escapes));
         assert!(matches!(clean(&[b'a'; 256], &l), Clean::Invalid(_)));
+    }
+
+    #[test]
+    fn empty_numeric_fields_read_as_zero_and_garbage_is_refused() {
+        // Cases checked against Go's archive/tar parseNumeric/parseOctal.
+        let ok: &[(&[u8], &str, i64)] = &[
+            (&[0; 8], "uid", 0),
+            (b"        ", "gid", 0),
+            (b" \0 \0\0\0 \0", "gid", 0),
+            (b"0000644\0", "mode", 0o644),
+            (b" 644  \0", "mode", 0o644),
+            (b"\x00\x00\x00644\x00", "mode", 0o644),
+            (b"0001750 ", "uid", 0o1750),
+            (b"12\x0034\0\0\0", "uid", 0o12),
+            (b"00000000000\0", "mtime", 0),
+            (&[0x80, 0, 0, 0, 0, 0, 0x01, 0x00], "uid", 256),
+            (&[0xff; 12], "mtime", -1),
+            (
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe],
+                "mtime",
+                -2,
+            ),
+        ];
+        for (field, name, want) in ok {
+            assert_eq!(
+                header_number(field, name).unwrap(),
+                *want,
+                "{name} {:?}",
+                String::from_utf8_lossy(field)
+            );
+        }
+        let bad: &[(&[u8], &str, &str)] = &[
+            (b"abcdefg\0", "uid", "not an octal number"),
+            (b"0000 644", "mode", "not an octal number"),
+            (b"00000009", "gid", "not an octal number"),
+            (b"+0000644", "mode", "not an octal number"),
+            (&[0xff; 8], "uid", "negative"),
+            (
+                &[0x80, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                "mtime",
+                "overflows",
+            ),
+        ];
+        for (field, name, why) in bad {
+            let e = header_number(field, name).unwrap_err().to_string();
+            assert!(e.contains(name) && e.contains(why), "{e}");
+        }
     }
 
     #[test]

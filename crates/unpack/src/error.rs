@@ -149,6 +149,12 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A pull stopped before this layer's blob was committed, so it was never unpacked.
+    #[error(
+        "layer {layer}: its blob was never committed to the content store (the pull stopped \
+         first), so it was not unpacked; pull the image again"
+    )]
+    Incomplete { layer: Digest },
     /// A worker thread panicked while unpacking a layer.
     #[error("layer {layer}: unpack worker panicked")]
     Panicked { layer: Digest },
@@ -178,7 +184,8 @@ impl Error {
             | Error::Archive { layer, .. }
             | Error::Entry { layer, .. }
             | Error::Content { layer, .. }
-            | Error::Panicked { layer } => Some(layer),
+            | Error::Panicked { layer }
+            | Error::Incomplete { layer } => Some(layer),
             _ => None,
         }
     }

@@ -359,6 +359,29 @@ impl Snapshotter {
         limits: &Limits,
         user: &str,
     ) -> Result<Vec<SnapshotId>> {
+        let (tx, ready) = mpsc::channel();
+        for i in 0..layers.len() {
+            let _ = tx.send(i);
+        }
+        drop(tx);
+        self.unpack_image_as_ready(store, config, layers, limits, user, ready)
+    }
+
+    /// [`Snapshotter::unpack_image`] for a pull still in progress: a layer is read from `store`
+    /// only once its index (into `layers`) arrives on `ready`, which the caller sends after the
+    /// layer's blob is committed (verified). Layers are applied as they become ready, in any
+    /// order, and committed in chain order. When `ready` closes before every missing layer
+    /// arrived, the layers received are still unpacked and [`Error::Incomplete`] names the
+    /// first layer that never arrived. Indices out of range or sent twice are ignored.
+    pub fn unpack_image_as_ready(
+        &self,
+        store: &content::Store,
+        config: &ImageConfig,
+        layers: &[Descriptor],
+        limits: &Limits,
+        user: &str,
+        ready: mpsc::Receiver<usize>,
+    ) -> Result<Vec<SnapshotId>> {
         validate_user(user)?;
         let diff_ids = &config.rootfs.diff_ids;
         if diff_ids.len() != layers.len() {
@@ -383,7 +406,7 @@ impl Snapshotter {
             }
         }
         if !pending.is_empty() {
-            self.unpack_pending(store, &chain, diff_ids, layers, &pending, limits)?;
+            self.unpack_pending(store, diff_ids, layers, &pending, limits, ready)?;
         }
         self.retain(&chain, user)?;
         Ok(chain)
@@ -392,14 +415,22 @@ impl Snapshotter {
     fn unpack_pending(
         &self,
         store: &content::Store,
-        chain: &[SnapshotId],
         diff_ids: &[Digest],
         layers: &[Descriptor],
         pending: &[(usize, oci::media_type::Compression)],
         limits: &Limits,
+        ready: mpsc::Receiver<usize>,
     ) -> Result<()> {
+        let chain = chain_ids(diff_ids);
+        let chain = &chain[..];
         let cancel = AtomicBool::new(false);
-        let next = Mutex::new(0usize);
+        // Layer index -> position in `pending` (None: already complete, or taken).
+        let mut slots: Vec<Option<usize>> = vec![None; layers.len()];
+        for (k, (i, _)) in pending.iter().enumerate() {
+            slots[*i] = Some(k);
+        }
+        // Workers take the next ready layer that still needs unpacking.
+        let next = Mutex::new((ready, slots));
         let (tx, rx) = mpsc::channel::<(usize, Result<Staged>)>();
         std::thread::scope(|scope| {
             for _ in 0..self.parallelism.min(pending.len()) {
@@ -408,14 +439,18 @@ impl Snapshotter {
                 scope.spawn(move || {
                     loop {
                         let k = {
-                            let mut n = next.lock().unwrap_or_else(|p| p.into_inner());
-                            let k = *n;
-                            *n += 1;
-                            k
+                            let mut guard = next.lock().unwrap_or_else(|p| p.into_inner());
+                            let (ready, slots) = &mut *guard;
+                            loop {
+                                if cancel.load(Ordering::Relaxed) {
+                                    return;
+                                }
+                                let Ok(i) = ready.recv() else { return };
+                                if let Some(k) = slots.get_mut(i).and_then(Option::take) {
+                                    break k;
+                                }
+                            }
                         };
-                        if k >= pending.len() || cancel.load(Ordering::Relaxed) {
-                            return;
-                        }
                         let (i, compression) = pending[k];
                         let spec = LayerSpec {
                             digest: &layers[i].digest,
@@ -461,6 +496,11 @@ impl Snapshotter {
                     }
                     committed += 1;
                 }
+            }
+            if first_err.is_none() && committed < pending.len() {
+                first_err = Some(Error::Incomplete {
+                    layer: layers[pending[committed].0].digest.clone(),
+                });
             }
             // Discard whatever was staged but not committed.
             for staged in results.into_iter().flatten().flatten() {

@@ -465,3 +465,52 @@ fn root_entry_sets_root_metadata_only() {
         Err(Error::Breakout { .. })
     ));
 }
+
+/// A GNU header whose uid, gid and mtime are left as NUL (and mode as spaces), as some image
+/// builders write them.
+fn empty_numeric_fields_tar(uid: [u8; 8]) -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    h.set_path("etc/empty-owner").unwrap();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(2);
+    let g = h.as_gnu_mut().unwrap();
+    g.uid = uid;
+    g.gid = [0; 8];
+    g.mtime = [0; 12];
+    g.mode = *b"   644 \0";
+    h.set_cksum();
+    let mut b = tar::Builder::new(Vec::new());
+    b.append(&h, &b"ok"[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn empty_numeric_header_fields_read_as_zero_like_gnu_tar_and_containerd() {
+    let tar = empty_numeric_fields_tar([0; 8]);
+    for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("r");
+        fs::create_dir(&root).unwrap();
+        common::apply(&tar, c, &root, &Limits::default()).unwrap_or_else(|e| panic!("{c:?}: {e}"));
+        let m = fs::symlink_metadata(root.join("etc/empty-owner")).unwrap();
+        assert_eq!(fs::read(root.join("etc/empty-owner")).unwrap(), b"ok");
+        assert_eq!((m.uid(), m.gid(), m.mtime()), (0, 0, 0), "{c:?}");
+        assert_eq!(m.permissions().mode() & 0o7777, 0o644, "{c:?}");
+    }
+}
+
+#[test]
+fn garbage_numeric_header_field_is_refused_naming_the_entry_and_field() {
+    let tar = empty_numeric_fields_tar(*b"12x4567\0");
+    for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = common::apply(&tar, c, tmp.path(), &Limits::default()).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, Error::Archive { .. }), "{c:?}: {msg}");
+        assert!(
+            msg.contains("etc/empty-owner") && msg.contains("uid") && msg.contains("12x4567"),
+            "{c:?}: {msg}"
+        );
+        assert!(!tmp.path().join("etc/empty-owner").exists());
+    }
+}
