@@ -59,22 +59,6 @@ fn instance(st: &ContainerState) -> Instance {
     }
 }
 
-/// The container id of a rootfs mount target (`<runtime root>/containers/<id>/rootfs`).
-fn container_id_of(target: &Path) -> Result<String, String> {
-    target
-        .parent()
-        .and_then(Path::file_name)
-        .and_then(|n| n.to_str())
-        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(str::to_string)
-        .ok_or_else(|| {
-            format!(
-                "rootfs mount target {} is not inside a container directory",
-                target.display()
-            )
-        })
-}
-
 /// Posts podpull's Events for one container.
 struct ContainerRecorder {
     sink: crate::events::EventSink,
@@ -489,7 +473,7 @@ impl Worker {
         let mount: MountFn = {
             let (snapshotter, chain) = (agent.snapshotter.clone(), ready.snapshots.clone());
             Box::new(move |target: &Path| {
-                let id = container_id_of(target)?;
+                let id = runtime::container_id_of_rootfs(target)?;
                 let rootfs = snapshotter
                     .prepare_rootfs(&chain, &id)
                     .map_err(|e| e.to_string())?;

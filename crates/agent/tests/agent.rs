@@ -13,12 +13,11 @@ use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
-use testkit::image::{Compression, Credentials, Entry, ImageBuilder};
+use testkit::image::{Compression, Credentials, ImageBuilder};
 use testkit::pki::TestPki;
 use testkit::registry::{Registry, RegistryOptions, User};
 
 const PASSWORD: &str = "agent-canary-51c2";
-const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: &[&str] = &[
     "sh", "echo", "sleep", "cat", "nc", "hostname", "true", "false",
 ];
@@ -143,22 +142,7 @@ fn nix_geteuid() -> u32 {
 }
 
 fn busybox_image() -> testkit::image::Image {
-    let busybox = std::fs::read(BUSYBOX).unwrap_or_else(|e| {
-        panic!("{BUSYBOX}: {e}; install it with `apt-get install -y busybox-static`")
-    });
-    let mut entries = vec![
-        Entry::dir("bin"),
-        Entry::dir("etc"),
-        Entry::dir("tmp").mode(0o1777),
-        Entry::file("bin/busybox", busybox).mode(0o755),
-        Entry::file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
-        Entry::file("etc/group", "root:x:0:\n"),
-    ];
-    entries.extend(
-        APPLETS
-            .iter()
-            .map(|a| Entry::symlink(format!("bin/{a}"), "busybox")),
-    );
+    let entries = testkit::image::busybox_rootfs(APPLETS);
     ImageBuilder::new()
         .cmd(["sh", "-c", "echo image-default-command; sleep 1000"])
         .env("PATH=/bin")

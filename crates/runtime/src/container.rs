@@ -36,6 +36,23 @@ const RECORD_WAIT: Duration = Duration::from_secs(2);
 /// to the user.
 pub type MountFn = Box<dyn FnOnce(&Path) -> std::result::Result<(), String> + Send>;
 
+/// The container id a [`MountFn`] is called for, read from its target
+/// (`<state root>/containers/<id>/rootfs`): a snapshotter keys the container's rootfs by it.
+pub fn container_id_of_rootfs(target: &Path) -> std::result::Result<String, String> {
+    target
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(|n| n.to_str())
+        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_string)
+        .ok_or_else(|| {
+            format!(
+                "rootfs mount target {} is not inside a container directory",
+                target.display()
+            )
+        })
+}
+
 /// Where the container's root filesystem comes from.
 pub enum RootfsSource {
     /// An existing directory, used in place; berth never modifies or removes it.
@@ -736,6 +753,16 @@ pub(crate) fn unmount(path: &Path) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_container_id_comes_from_the_mount_targets_directory() {
+        use std::path::{Path, PathBuf};
+        let id = "ab".repeat(32);
+        let target = PathBuf::from(format!("/var/lib/berth/runtime/containers/{id}/rootfs"));
+        assert_eq!(super::container_id_of_rootfs(&target).unwrap(), id);
+        assert!(super::container_id_of_rootfs(Path::new("/rootfs")).is_err());
+        assert!(super::container_id_of_rootfs(Path::new("/x/../rootfs")).is_err());
+    }
+
     use super::*;
 
     #[test]

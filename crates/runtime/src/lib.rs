@@ -20,7 +20,7 @@ pub mod user;
 pub use cgroups::{CgroupDriver, CgroupMode, CgroupSetup};
 pub use container::{
     CreateOptions, ForegroundIo, MountFn, RootfsSource, Runtime, RuntimeInfo, ShimCommand,
-    parse_signal,
+    container_id_of_rootfs, parse_signal,
 };
 pub use error::{Error, Result};
 pub use logs::LogOptions;

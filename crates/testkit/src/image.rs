@@ -253,6 +253,32 @@ fn set_field(field: &mut [u8], value: &[u8]) {
     field[..n].copy_from_slice(&value[..n]);
 }
 
+/// The host's statically linked busybox (`apt-get install busybox-static`).
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// A minimal runnable root filesystem for container tests: `/bin/busybox` copied from the host with a symlink per
+/// applet in `applets`, `/etc/passwd` and `/etc/group` with root, and a sticky `/tmp`. Panics with the install
+/// command when busybox-static is missing, so a test never skips silently.
+pub fn busybox_rootfs(applets: &[&str]) -> Vec<Entry> {
+    let busybox = std::fs::read(BUSYBOX).unwrap_or_else(|e| {
+        panic!("{BUSYBOX}: {e}; install it with `apt-get install -y busybox-static`")
+    });
+    let mut entries = vec![
+        Entry::dir("bin"),
+        Entry::dir("etc"),
+        Entry::dir("tmp").mode(0o1777),
+        Entry::file("bin/busybox", busybox).mode(0o755),
+        Entry::file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
+        Entry::file("etc/group", "root:x:0:\n"),
+    ];
+    entries.extend(
+        applets
+            .iter()
+            .map(|a| Entry::symlink(format!("bin/{a}"), "busybox")),
+    );
+    entries
+}
+
 /// Serialises entries to an uncompressed tar archive, byte for byte as described.
 pub fn build_tar(entries: &[Entry]) -> Result<Vec<u8>> {
     let io = |e: std::io::Error| Error::Image(format!("writing tar: {e}"));
