@@ -1,8 +1,9 @@
-//! The benchmark fixture shared by bench-pull and bench-unpack: a realistic image (several gzip
+//! The benchmark fixture shared by bench-pull, bench-unpack and bench-apply: a realistic image (several gzip
 //! level-6 layers of many small files, about the requested uncompressed size, built once and cached
 //! as an OCI layout) and Debian's docker-registry from testkit on 127.0.0.1 with TLS from a test CA
 //! and htpasswd auth, plus the files each tool reads its trust and credentials from (CA file, Docker
-//! certs dir, skopeo authfile, a kubernetes.io/dockerconfigjson Secret for berth). It must never
+//! certs dir, skopeo authfile, a kubernetes.io/dockerconfigjson Secret for berth), a runnable variant of
+//! the image (a busybox layer on top) and blob download counts from the registry's access log. It must never
 //! bind or contact anything but loopback, and the credential it makes is a throwaway test password
 //! that exists only for the life of the registry.
 
@@ -88,6 +89,22 @@ impl BenchRegistry {
     /// `127.0.0.1:PORT` of the registry.
     pub fn host_port(&self) -> String {
         self.registry.host_port()
+    }
+
+    /// How many times the registry answered `GET /v2/<repo>/blobs/<digest>` with the blob (2xx), per digest,
+    /// read from its access log once the log has been quiet for 200 ms.
+    pub async fn blob_downloads(&self, repo: &str) -> std::collections::BTreeMap<String, usize> {
+        let prefix = format!("/v2/{repo}/blobs/");
+        let mut counts = std::collections::BTreeMap::new();
+        for e in self.registry.access_log_settled().await {
+            if e.method == "GET"
+                && (200..300).contains(&e.status)
+                && let Some(digest) = e.path().strip_prefix(&prefix)
+            {
+                *counts.entry(digest.to_string()).or_insert(0) += 1;
+            }
+        }
+        counts
     }
 
     /// Pushes the OCI layout (its `bench` tag) to `repo` (`host:port/name:tag`) with skopeo.
@@ -193,6 +210,108 @@ fn write_image(cache: &Path, dir: &Path, mib: u64, layers: usize) -> anyhow::Res
             "digest": format!("sha256:{config_digest}"), "size": config.len()},
         "layers": descs})
     .to_string();
+    let manifest_digest = put_blob(&blobs, manifest.as_bytes())?;
+    std::fs::write(tmp.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    std::fs::write(
+        tmp.join("index.json"),
+        serde_json::json!({"schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": format!("sha256:{manifest_digest}"), "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "bench"}}]})
+        .to_string(),
+    )?;
+    std::fs::rename(&tmp, dir)?;
+    Ok(())
+}
+
+/// Makes (once, cached beside `base`) a runnable variant of a [`build_image`] layout: the same layers plus a
+/// small top layer with a static busybox (`/bin/busybox` of this machine, Debian's busybox-static) as `sh` and
+/// `sleep`, `/etc/passwd` and `/etc/group`, and a config whose command is `sleep 3600`. The realistic layers
+/// are hard-linked (or copied) from `base`, so the 1 GiB of layer bytes is shared with it.
+pub fn runnable_image(base: &Layout) -> anyhow::Result<Layout> {
+    let name = base
+        .dir
+        .file_name()
+        .context("the base layout has no directory name")?
+        .to_string_lossy()
+        .into_owned();
+    let dir = base.dir.with_file_name(format!("{name}-runnable"));
+    let stamp = dir.join(GENERATOR_STAMP);
+    let want = format!("{GENERATOR}; runnable over {}", base.manifest);
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(want.as_str()) {
+        let _ = std::fs::remove_dir_all(&dir);
+        write_runnable(base, &dir)?;
+        std::fs::write(&stamp, &want)?;
+    }
+    read_layout(&dir)
+}
+
+/// Where a static busybox for [`runnable_image`] is read from.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+fn write_runnable(base: &Layout, dir: &Path) -> anyhow::Result<()> {
+    use testkit::image::{Entry, build_tar};
+    let tmp = dir.with_extension("tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let blobs = tmp.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs)
+        .with_context(|| format!("creating the image cache {}", blobs.display()))?;
+    let base_blobs = base.dir.join("blobs/sha256");
+    let blob_of = |d: &str| base_blobs.join(d.trim_start_matches("sha256:"));
+    for layer in &base.layers {
+        let (from, to) = (
+            blob_of(layer),
+            blobs.join(layer.trim_start_matches("sha256:")),
+        );
+        if std::fs::hard_link(&from, &to).is_err() {
+            std::fs::copy(&from, &to)
+                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        }
+    }
+    let busybox = std::fs::read(BUSYBOX).with_context(|| {
+        format!(
+            "reading {BUSYBOX}: install a static busybox with `apt-get install -y busybox-static`"
+        )
+    })?;
+    let mut entries = vec![
+        Entry::dir("bin"),
+        Entry::dir("etc"),
+        Entry::dir("tmp").mode(0o1777),
+        Entry::file("bin/busybox", busybox).mode(0o755),
+        Entry::file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
+        Entry::file("etc/group", "root:x:0:\n"),
+    ];
+    entries.extend(["sh", "sleep"].map(|a| Entry::symlink(format!("bin/{a}"), "busybox")));
+    let tar = build_tar(&entries).context("building the busybox layer")?;
+    let diff_id = hex::encode(Sha256::digest(&tar));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    gz.write_all(&tar)?;
+    let gz = gz.finish()?;
+    let top = put_blob(&blobs, &gz)?;
+
+    let read_json = |path: PathBuf| -> anyhow::Result<serde_json::Value> {
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+    };
+    let mut manifest = read_json(blob_of(&base.manifest))?;
+    let mut config = read_json(blob_of(&base.config))?;
+    config["rootfs"]["diff_ids"]
+        .as_array_mut()
+        .context("the base config has no rootfs.diff_ids")?
+        .push(format!("sha256:{diff_id}").into());
+    config["config"] = serde_json::json!({"Cmd": ["sleep", "3600"], "Env": ["PATH=/bin"]});
+    let config = config.to_string();
+    let config_digest = put_blob(&blobs, config.as_bytes())?;
+    manifest["config"]["digest"] = format!("sha256:{config_digest}").into();
+    manifest["config"]["size"] = config.len().into();
+    manifest["layers"]
+        .as_array_mut()
+        .context("the base manifest has no layers")?
+        .push(
+            serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": format!("sha256:{top}"), "size": gz.len()}),
+        );
+    let manifest = manifest.to_string();
     let manifest_digest = put_blob(&blobs, manifest.as_bytes())?;
     std::fs::write(tmp.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)?;
     std::fs::write(

@@ -1,0 +1,883 @@
+//! bench-apply: time from `kubectl apply -f` of a Deployment of N replicas (default 20, with
+//! `imagePullSecrets`, image in the local TLS + htpasswd registry of `bench::fixture`) until all N pods are
+//! Running, watched with `kubectl get pods --watch -o json`; with one node (the embedded agent of `berth
+//! server`) and with three (`berth server --no-agent` plus three `berth agent` processes on this machine, each
+//! with its own root, node name and port), the image first uncached (fresh roots) and then cached (the same
+//! cluster after the uncached Deployment and its pods are gone). The same run times one plain `berth pull` of
+//! the image into a fresh root as the reference, and counts the registry's blob downloads from its access log.
+//! It owns nothing berth ships; it must never talk to anything but loopback, and it must never leave a process
+//! or mount behind: it deletes its Deployments and waits for their pods to be gone before stopping the agents
+//! and the server, then checks for leftover mounts and processes under its work directory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::BufReader;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use bench::fixture::{BenchRegistry, Layout, build_image, runnable_image};
+use bench::measure::{loadavg, measure};
+use clap::Parser;
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+struct Args {
+    /// The berth binary to measure (a release build)
+    #[arg(long, default_value = "target/release/berth")]
+    berth: PathBuf,
+    /// kubectl to drive the cluster with
+    #[arg(long, default_value = "/usr/bin/kubectl")]
+    kubectl: PathBuf,
+    /// Uncompressed size of the realistic image, MiB
+    #[arg(long, default_value_t = 1024)]
+    size_mib: u64,
+    /// Realistic layers (a small busybox layer is added on top to make it runnable)
+    #[arg(long, default_value_t = 8)]
+    layers: usize,
+    /// Replicas of the Deployment
+    #[arg(long, default_value_t = 20)]
+    replicas: usize,
+    /// Node counts to test (1 = the embedded agent; more = `--no-agent` plus that many `berth agent`s)
+    #[arg(long, value_delimiter = ',', default_value = "1,3")]
+    nodes: Vec<usize>,
+    /// Where built images are cached
+    #[arg(long, default_value = "target/bench-cache")]
+    cache: PathBuf,
+    /// Longest wait for a rollout, seconds
+    #[arg(long, default_value_t = 1200)]
+    timeout_secs: u64,
+}
+
+/// A child process stopped with SIGTERM (then SIGKILL after 60 s) when dropped.
+struct Proc {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &str, cmd: &mut Command, log: PathBuf) -> anyhow::Result<Proc> {
+        let out = std::fs::File::create(&log)
+            .with_context(|| format!("creating the log {}", log.display()))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {name}: {cmd:?}"))?;
+        Ok(Proc {
+            name: name.to_string(),
+            child: Some(child),
+            log,
+        })
+    }
+
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(c) = self.child.as_mut()
+            && let Some(status) = c.try_wait()?
+        {
+            self.child = None;
+            bail!(
+                "{} exited early ({status}); log tail:\n{}",
+                self.name,
+                tail(&self.log, 30)
+            );
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SAFETY: kill on the pid of a child this process spawned and has not reaped yet.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    if !status.success() {
+                        eprintln!("note: {} exited with {status} on SIGTERM", self.name);
+                    }
+                    return;
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                _ => {
+                    eprintln!(
+                        "warning: {} ignored SIGTERM for 60 s; killing it",
+                        self.name
+                    );
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// One `berth server` and its nodes on this machine, with fresh data dir and roots under `dir`.
+struct Cluster {
+    kubectl: PathBuf,
+    berth: PathBuf,
+    dir: PathBuf,
+    data: PathBuf,
+    roots: Vec<PathBuf>,
+    home: PathBuf,
+    server: Proc,
+    agents: Vec<Proc>,
+    deployments: Vec<String>,
+}
+
+impl Cluster {
+    fn start(args: &Args, dir: PathBuf, nodes: usize) -> anyhow::Result<Cluster> {
+        let _ = std::fs::remove_dir_all(&dir);
+        let data = dir.join("data");
+        let home = dir.join("home");
+        let roots: Vec<PathBuf> = (0..nodes).map(|i| dir.join(format!("node-{i}"))).collect();
+        std::fs::create_dir_all(&home)?;
+        let port = free_port()?;
+        let mut cmd = Command::new(&args.berth);
+        cmd.args(["server", "--data-dir"])
+            .arg(&data)
+            .args(["--listen", &format!("127.0.0.1:{port}")]);
+        if nodes == 1 {
+            cmd.arg("--root")
+                .arg(&roots[0])
+                .args(["--node-name", "bench-node-0"])
+                .args(["--agent-listen", &format!("127.0.0.1:{}", free_port()?)]);
+        } else {
+            cmd.arg("--no-agent");
+        }
+        let server = Proc::spawn("berth server", &mut cmd, dir.join("server.log"))?;
+        let mut cluster = Cluster {
+            kubectl: args.kubectl.clone(),
+            berth: args.berth.clone(),
+            dir: dir.clone(),
+            data: data.clone(),
+            roots: roots.clone(),
+            home,
+            server,
+            agents: Vec::new(),
+            deployments: Vec::new(),
+        };
+        cluster.wait_ready()?;
+        if nodes > 1 {
+            for (i, root) in roots.iter().enumerate() {
+                let mut cmd = Command::new(&args.berth);
+                cmd.args(["agent", "--server", &format!("https://127.0.0.1:{port}")])
+                    .arg("--token-file")
+                    .arg(data.join("node.token"))
+                    .arg("--ca-file")
+                    .arg(data.join("pki/ca.crt"))
+                    .args(["--node-name", &format!("bench-node-{i}")])
+                    .arg("--root")
+                    .arg(root)
+                    .args(["--agent-listen", &format!("127.0.0.1:{}", free_port()?)]);
+                cluster.agents.push(Proc::spawn(
+                    &format!("berth agent bench-node-{i}"),
+                    &mut cmd,
+                    dir.join(format!("agent-{i}.log")),
+                )?);
+            }
+        }
+        cluster.wait_nodes_ready(nodes)?;
+        Ok(cluster)
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.data.join("admin.kubeconfig")
+    }
+
+    fn kubectl_cmd(&self) -> Command {
+        let mut cmd = Command::new(&self.kubectl);
+        cmd.arg("--kubeconfig").arg(self.kubeconfig());
+        cmd.env_remove("KUBECONFIG").env("HOME", &self.home);
+        cmd
+    }
+
+    /// Runs kubectl; its standard output, or an error with its standard error.
+    fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = self
+            .kubectl_cmd()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running {}", self.kubectl.display()))?;
+        ensure!(
+            out.status.success(),
+            "kubectl {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn alive(&mut self) -> anyhow::Result<()> {
+        self.server.check_alive()?;
+        for a in &mut self.agents {
+            a.check_alive()?;
+        }
+        Ok(())
+    }
+
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            self.alive()?;
+            if self.kubeconfig().exists()
+                && self
+                    .kubectl(&["get", "--raw", "/readyz"])
+                    .is_ok_and(|s| s.trim() == "ok")
+            {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "berth server not ready after 120 s; log tail:\n{}",
+                tail(&self.server.log, 30)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn wait_nodes_ready(&mut self, n: usize) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            self.alive()?;
+            let ready = self
+                .kubectl(&["get", "nodes", "-o", "json"])
+                .ok()
+                .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+                .map(|v| {
+                    v["items"]
+                        .as_array()
+                        .map(|items| {
+                            items
+                                .iter()
+                                .filter(|n| {
+                                    n["status"]["conditions"].as_array().is_some_and(|c| {
+                                        c.iter()
+                                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                                    })
+                                })
+                                .count()
+                        })
+                        .unwrap_or(0)
+                })
+                .unwrap_or(0);
+            if ready == n {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "{ready} of {n} nodes Ready after 120 s"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Trusts the registry's CA cluster-wide, waits for every node to write it into its hosts directory, and
+    /// creates the pull Secret `bench`.
+    fn prepare(&mut self, reg: &BenchRegistry) -> anyhow::Result<()> {
+        let host = reg.host_port();
+        let out = Command::new(&self.berth)
+            .args(["trust", "add", "--cluster", &host, "--ca-file"])
+            .arg(&reg.ca_file)
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .env("HOME", &self.home)
+            .output()
+            .context("running berth trust add --cluster")?;
+        ensure!(
+            out.status.success(),
+            "berth trust add --cluster {host} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for root in &self.roots {
+            let dir = root.join("cluster-hosts");
+            while !mentions(&dir, &host) {
+                ensure!(
+                    Instant::now() < deadline,
+                    "the node with root {} did not write the trust for {host} under {} within 60 s",
+                    root.display(),
+                    dir.display()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        self.kubectl(&["apply", "-f", &reg.secret.display().to_string()])?;
+        Ok(())
+    }
+
+    /// Applies a Deployment of `replicas` pods of `image` and returns when all are Running.
+    fn rollout(
+        &mut self,
+        name: &str,
+        image: &str,
+        replicas: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Rollout> {
+        let spec = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {
+                        "terminationGracePeriodSeconds": 1,
+                        "imagePullSecrets": [{"name": "bench"}],
+                        "containers": [{"name": "app", "image": image}]
+                    }
+                }
+            }
+        });
+        let file = self.dir.join(format!("{name}.json"));
+        std::fs::write(&file, spec.to_string())?;
+        let selector = format!("app={name}");
+        // The watch lists, then watches from the list's resourceVersion: nothing is missed even if it
+        // connects after the apply.
+        let mut watch = self
+            .kubectl_cmd()
+            .args([
+                "get",
+                "pods",
+                "-l",
+                &selector,
+                "--watch",
+                "--output-watch-events",
+            ])
+            .args(["-o", "json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting kubectl get pods --watch")?;
+        let (tx, rx) = mpsc::channel::<(Instant, Value)>();
+        let out = watch.stdout.take().context("kubectl watch stdout")?;
+        let reader = std::thread::spawn(move || {
+            let stream = serde_json::Deserializer::from_reader(BufReader::new(out)).into_iter();
+            for v in stream {
+                let Ok(v) = v else { break };
+                if tx.send((Instant::now(), v)).is_err() {
+                    break;
+                }
+            }
+        });
+        self.deployments.push(name.to_string());
+        let start = Instant::now();
+        let applied = self.kubectl(&["apply", "-f", &file.display().to_string()]);
+        let apply_returned = start.elapsed();
+        let result = applied.and_then(|_| {
+            let mut pods: HashMap<String, (String, String, bool)> = HashMap::new();
+            let mut first = None;
+            let mut watching = true;
+            let mut last_poll = Instant::now();
+            loop {
+                let now = Instant::now();
+                ensure!(
+                    now - start < timeout,
+                    "{} of {replicas} pods Running after {timeout:?}: {}",
+                    running(&pods),
+                    self.pod_summary(&selector)
+                );
+                let mut events: Vec<(Instant, Value)> = Vec::new();
+                if watching {
+                    match rx.recv_timeout(Duration::from_millis(500)) {
+                        Ok(ev) => events.push(ev),
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Disconnected) => {
+                            eprintln!("note: kubectl watch ended; polling every 100 ms instead");
+                            watching = false;
+                        }
+                    }
+                    self.alive()?;
+                } else {
+                    // fallback: poll `kubectl get pods -o json` every 100 ms
+                    let wait = Duration::from_millis(100).saturating_sub(last_poll.elapsed());
+                    std::thread::sleep(wait);
+                    last_poll = Instant::now();
+                    self.alive()?;
+                    let list: Value = serde_json::from_str(
+                        &self.kubectl(&["get", "pods", "-l", &selector, "-o", "json"])?,
+                    )?;
+                    pods.clear();
+                    for p in list["items"].as_array().into_iter().flatten() {
+                        events.push((Instant::now(), json!({"type": "MODIFIED", "object": p})));
+                    }
+                }
+                for (at, ev) in events {
+                    let pod = &ev["object"];
+                    let pod_name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
+                    if ev["type"] == "DELETED" {
+                        pods.remove(&pod_name);
+                        continue;
+                    }
+                    let phase = pod["status"]["phase"].as_str().unwrap_or("").to_string();
+                    let node = pod["spec"]["nodeName"].as_str().unwrap_or("").to_string();
+                    let deleting = !pod["metadata"]["deletionTimestamp"].is_null();
+                    pods.insert(pod_name, (phase, node, deleting));
+                    let n = running(&pods);
+                    if n > 0 && first.is_none() {
+                        first = Some(at - start);
+                    }
+                    if n >= replicas {
+                        let mut per_node = BTreeMap::new();
+                        for (phase, node, deleting) in pods.values() {
+                            if phase == "Running" && !deleting {
+                                *per_node.entry(node.clone()).or_insert(0) += 1;
+                            }
+                        }
+                        return Ok(Rollout {
+                            all_running: at - start,
+                            first_running: first.unwrap_or_default(),
+                            apply_returned,
+                            per_node,
+                        });
+                    }
+                }
+            }
+        });
+        // SAFETY: kill on the pid of the kubectl watch this function spawned and has not reaped yet.
+        unsafe { libc::kill(watch.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = watch.wait();
+        let _ = reader.join();
+        result
+    }
+
+    fn pod_summary(&self, selector: &str) -> String {
+        self.kubectl(&["get", "pods", "-l", selector, "-o", "wide"])
+            .unwrap_or_else(|e| format!("{e:#}"))
+    }
+
+    /// Deletes a Deployment and waits until none of its pods is left.
+    fn delete(&mut self, name: &str) -> anyhow::Result<()> {
+        self.kubectl(&[
+            "delete",
+            "deployment",
+            name,
+            "--ignore-not-found",
+            "--wait=true",
+        ])?;
+        let selector = format!("app={name}");
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let list: Value = serde_json::from_str(
+                &self.kubectl(&["get", "pods", "-l", &selector, "-o", "json"])?,
+            )?;
+            let left = list["items"].as_array().map_or(0, Vec::len);
+            if left == 0 {
+                self.deployments.retain(|d| d != name);
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "{left} pods of {name} still present 300 s after deleting it"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Deletes what is left, stops the agents and the server, and removes the data dir and roots after
+    /// checking that no mount or process is left under them.
+    fn shutdown(mut self) -> anyhow::Result<()> {
+        let mut result = Ok(());
+        for d in self.deployments.clone() {
+            if let Err(e) = self.delete(&d) {
+                eprintln!("warning: cleaning up deployment {d}: {e:#}");
+                result = Err(e);
+            }
+        }
+        for a in &mut self.agents {
+            a.stop();
+        }
+        self.server.stop();
+        let leftovers = leftovers(&self.dir);
+        if !leftovers.is_empty() {
+            bail!(
+                "left behind under {} (not removed; clean up by hand): {}",
+                self.dir.display(),
+                leftovers.join("; ")
+            );
+        }
+        std::fs::remove_dir_all(&self.dir)
+            .with_context(|| format!("removing {}", self.dir.display()))?;
+        result
+    }
+}
+
+/// Mounts and processes that still reference `dir`.
+fn leftovers(dir: &Path) -> Vec<String> {
+    let needle = dir.display().to_string();
+    let mut found = Vec::new();
+    for line in std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+    {
+        if let Some(point) = line.split(' ').nth(4)
+            && point.starts_with(&needle)
+        {
+            found.push(format!("mount {point}"));
+        }
+    }
+    let me = std::process::id().to_string();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+            continue;
+        }
+        if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(&needle) {
+                found.push(format!("process {pid}: {}", cmdline.trim()));
+            }
+        }
+    }
+    found
+}
+
+fn running(pods: &HashMap<String, (String, String, bool)>) -> usize {
+    pods.values()
+        .filter(|(phase, _, deleting)| phase == "Running" && !deleting)
+        .count()
+}
+
+/// Whether any file under `dir` contains `text`.
+fn mentions(dir: &Path, text: &str) -> bool {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    rd.flatten().any(|e| {
+        let p = e.path();
+        if p.is_dir() {
+            mentions(&p, text)
+        } else {
+            std::fs::read_to_string(&p).is_ok_and(|s| s.contains(text))
+        }
+    })
+}
+
+struct Rollout {
+    all_running: Duration,
+    first_running: Duration,
+    apply_returned: Duration,
+    per_node: BTreeMap<String, usize>,
+}
+
+/// Blob downloads of the layers during one case, and whether every node's store holds every layer.
+struct Downloads {
+    per_layer: Vec<usize>,
+    config: usize,
+    nodes_holding_all: usize,
+}
+
+impl Downloads {
+    fn of(
+        layout: &Layout,
+        before: &BTreeMap<String, usize>,
+        after: &BTreeMap<String, usize>,
+        roots: &[PathBuf],
+    ) -> Downloads {
+        let delta = |d: &str| after.get(d).unwrap_or(&0) - before.get(d).unwrap_or(&0);
+        let nodes_holding_all = roots
+            .iter()
+            .filter(|r| {
+                layout.layers.iter().all(|l| {
+                    r.join("content/blobs/sha256")
+                        .join(l.trim_start_matches("sha256:"))
+                        .exists()
+                })
+            })
+            .count();
+        Downloads {
+            per_layer: layout.layers.iter().map(|l| delta(l)).collect(),
+            config: delta(&layout.config),
+            nodes_holding_all,
+        }
+    }
+
+    fn describe(&self, nodes: usize) -> String {
+        let total: usize = self.per_layer.iter().sum();
+        let (min, max) = (
+            self.per_layer.iter().min().copied().unwrap_or(0),
+            self.per_layer.iter().max().copied().unwrap_or(0),
+        );
+        format!(
+            "{total} layer GETs for {} layers x {nodes} node(s) (per layer {min}-{max}), config {}; \
+             {}/{nodes} node stores hold every layer",
+            self.per_layer.len(),
+            self.config,
+            self.nodes_holding_all
+        )
+    }
+}
+
+struct Case {
+    nodes: usize,
+    cached: bool,
+    rollout: Rollout,
+    downloads: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    ensure!(
+        args.berth.exists(),
+        "{} not found: build it with `cargo build --release -p berth`",
+        args.berth.display()
+    );
+    let rt = tokio::runtime::Runtime::new()?;
+    let reg = rt.block_on(BenchRegistry::start("berth-bench-apply"))?;
+    let base = build_image(&args.cache, args.size_mib, args.layers)?;
+    let layout = runnable_image(&base)?;
+    let repo_name = "bench/apply";
+    let image = format!("{}/{repo_name}:{}m", reg.host_port(), args.size_mib);
+    reg.push(&layout, &image)?;
+    let load_before = loadavg();
+    eprintln!("load before: {load_before}");
+
+    // Reference: one plain `berth pull` (fetch, verify, commit, unpack) into a fresh root.
+    let root = reg.work.join("pull-root");
+    let before = rt.block_on(reg.blob_downloads(repo_name));
+    let pull = measure(
+        Command::new(&args.berth)
+            .arg("pull")
+            .arg(&image)
+            .arg("--secret")
+            .arg(&reg.secret)
+            .arg("--ca-file")
+            .arg(&reg.ca_file)
+            .arg("--root")
+            .arg(&root)
+            .stderr(Stdio::null()),
+    )
+    .context("running the reference berth pull")?;
+    let after = rt.block_on(reg.blob_downloads(repo_name));
+    let pull_dl = Downloads::of(&layout, &before, &after, std::slice::from_ref(&root));
+    let left = leftovers(&root);
+    ensure!(
+        left.is_empty(),
+        "berth pull left behind: {}",
+        left.join("; ")
+    );
+    std::fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
+    eprintln!(
+        "berth pull: {:.2} s; {}",
+        pull.wall.as_secs_f64(),
+        pull_dl.describe(1)
+    );
+
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let mut cases = Vec::new();
+    for &nodes in &args.nodes {
+        let mut cluster = Cluster::start(&args, reg.work.join(format!("cluster-{nodes}")), nodes)?;
+        let outcome = (|| -> anyhow::Result<()> {
+            cluster.prepare(&reg)?;
+            for cached in [false, true] {
+                let name = if cached {
+                    "bench-cached"
+                } else {
+                    "bench-uncached"
+                };
+                let before = rt.block_on(reg.blob_downloads(repo_name));
+                eprintln!(
+                    "{nodes} node(s), {}: applying (load {})",
+                    if cached { "cached" } else { "uncached" },
+                    loadavg()
+                );
+                let rollout = cluster.rollout(name, &image, args.replicas, timeout)?;
+                let after = rt.block_on(reg.blob_downloads(repo_name));
+                let downloads =
+                    Downloads::of(&layout, &before, &after, &cluster.roots).describe(nodes);
+                eprintln!(
+                    "  all {} Running after {:.2} s (first {:.2} s, apply returned {:.2} s); pods per node {:?}; {downloads}",
+                    args.replicas,
+                    rollout.all_running.as_secs_f64(),
+                    rollout.first_running.as_secs_f64(),
+                    rollout.apply_returned.as_secs_f64(),
+                    rollout.per_node
+                );
+                cases.push(Case {
+                    nodes,
+                    cached,
+                    rollout,
+                    downloads,
+                });
+                // cleanup, outside the timing
+                cluster.delete(name)?;
+            }
+            Ok(())
+        })();
+        let stopped = cluster.shutdown();
+        outcome?;
+        stopped?;
+    }
+    let load_after = loadavg();
+
+    println!(
+        "load before {load_before}, after {load_after}; image {} MiB in {} layers + busybox layer, {:.0} MiB compressed",
+        args.size_mib,
+        args.layers,
+        layout.compressed as f64 / 1048576.0
+    );
+    println!(
+        "reference `berth pull` (fresh root, with unpack): {:.2} s; {}",
+        pull.wall.as_secs_f64(),
+        pull_dl.describe(1)
+    );
+    println!();
+    println!(
+        "| nodes | image | all {} Running | first Running | apply returned | pods per node | vs berth pull | registry downloads |",
+        args.replicas
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for c in &cases {
+        let ratio = c.rollout.all_running.as_secs_f64() / pull.wall.as_secs_f64();
+        println!(
+            "| {} | {} | {:.2} s | {:.2} s | {:.2} s | {} | {} | {} |",
+            c.nodes,
+            if c.cached { "cached" } else { "uncached" },
+            c.rollout.all_running.as_secs_f64(),
+            c.rollout.first_running.as_secs_f64(),
+            c.rollout.apply_returned.as_secs_f64(),
+            c.rollout
+                .per_node
+                .values()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join("/"),
+            if c.cached {
+                "-".to_string()
+            } else {
+                format!("{ratio:.2}x")
+            },
+            c.downloads
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> Layout {
+        Layout {
+            dir: PathBuf::from("/nonexistent"),
+            manifest: "sha256:m".into(),
+            config: "sha256:c".into(),
+            layers: vec!["sha256:aa".into(), "sha256:bb".into()],
+            compressed: 0,
+        }
+    }
+
+    fn store_with(root: &Path, hexes: &[&str]) {
+        let blobs = root.join("content/blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        for h in hexes {
+            std::fs::write(blobs.join(h), b"x").unwrap();
+        }
+    }
+
+    #[test]
+    fn downloads_are_counted_per_case_and_stores_holding_every_layer_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let (full, partial) = (dir.path().join("n0"), dir.path().join("n1"));
+        store_with(&full, &["aa", "bb"]);
+        store_with(&partial, &["aa"]);
+        let before = BTreeMap::from([("sha256:aa".to_string(), 1)]);
+        let after = BTreeMap::from([
+            ("sha256:aa".to_string(), 3),
+            ("sha256:bb".to_string(), 1),
+            ("sha256:c".to_string(), 2),
+        ]);
+        let d = Downloads::of(&layout(), &before, &after, &[full, partial]);
+        assert_eq!(d.per_layer, vec![2, 1]);
+        assert_eq!(d.config, 2);
+        assert_eq!(d.nodes_holding_all, 1);
+        assert_eq!(
+            d.describe(2),
+            "3 layer GETs for 2 layers x 2 node(s) (per layer 1-2), config 2; 1/2 node stores hold every layer"
+        );
+    }
+
+    #[test]
+    fn only_running_pods_not_being_deleted_count() {
+        let pods = HashMap::from([
+            (
+                "a".to_string(),
+                ("Running".to_string(), "n0".to_string(), false),
+            ),
+            (
+                "b".to_string(),
+                ("Running".to_string(), "n0".to_string(), true),
+            ),
+            (
+                "c".to_string(),
+                ("Pending".to_string(), "n1".to_string(), false),
+            ),
+        ]);
+        assert_eq!(running(&pods), 1);
+    }
+
+    #[test]
+    fn mentions_searches_nested_files() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!mentions(dir.path(), "127.0.0.1:5000"));
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        std::fs::write(
+            dir.path().join("a/b/hosts.toml"),
+            "server = \"https://127.0.0.1:5000\"\n",
+        )
+        .unwrap();
+        assert!(mentions(dir.path(), "127.0.0.1:5000"));
+        assert!(!mentions(dir.path(), "127.0.0.1:5001"));
+    }
+
+    #[test]
+    fn leftovers_names_a_process_whose_command_line_holds_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(leftovers(dir.path()).is_empty());
+        let mut child = Command::new("sh")
+            .args(["-c", "sleep 30; :"])
+            .arg(dir.path())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let found = leftovers(dir.path());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with(&format!("process {}", child.id()))),
+            "{found:?}"
+        );
+    }
+}
