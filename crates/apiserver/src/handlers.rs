@@ -43,7 +43,10 @@ pub fn store_status(info: &ResourceInfo, name: &str, err: StoreError) -> Status 
         other => {
             // Store errors never carry values (see store::StoreError), so logging them is safe.
             tracing::error!(error = %other, resource = info.plural, name, "storage error");
-            if other.http_status_hint() == 503 {
+            if let StoreError::Unavailable { .. } = &other {
+                // Names the datastore and what failed (etcd endpoints; never a value).
+                Status::relayed(503, other.to_string())
+            } else if other.http_status_hint() == 503 {
                 Status::too_many_requests("the storage backend is unavailable; retry shortly", 1)
             } else {
                 Status::internal(&other.to_string())

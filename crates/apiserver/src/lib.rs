@@ -5,7 +5,8 @@
 //! deletion and garbage collection), the namespace lifecycle, and mounting the web console under `/ui`
 //! ([`spawn`] with a router). Object formats come from `wire`, the object model
 //! (registry, defaulting, validation, Status, OpenAPI, discovery) from `api`, and persistence from the `store`
-//! trait. It must never name a storage backend beyond that trait, and never log a Secret's data or a token.
+//! trait (the datastore, SQLite or etcd, is chosen in [`storage`] only). It must never name a storage backend
+//! beyond that trait outside [`storage`], and never log a Secret's data or a token.
 
 mod app;
 pub mod auth;
@@ -29,7 +30,8 @@ pub mod ui;
 mod watch;
 
 pub use server::{
-    DEFAULT_LISTEN, Running, ServerConfig, ServerError, default_data_dir, run, spawn,
+    DEFAULT_LISTEN, Running, ServerConfig, ServerError, default_data_dir, run, spawn, spawn_with,
 };
-pub use storage::rotate_key;
+pub use storage::{Datastore, DatastoreError, MigrationReport, migrate_sqlite_to_etcd, rotate_key};
+pub use store_etcd::{EtcdConfig, EtcdTls};
 pub use tokio_util::sync::CancellationToken;

@@ -82,11 +82,19 @@ pub async fn run(app: std::sync::Arc<App>) {
         if app.shutdown.is_cancelled() {
             return;
         }
-        match run_once(&app).await {
+        // A pass against an unreachable datastore can take long: shutdown must not wait for it.
+        let result = tokio::select! {
+            _ = app.shutdown.cancelled() => return,
+            result = run_once(&app) => result,
+        };
+        match result {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(error = %e, "lifecycle controller restarting");
-                tokio::time::sleep(RETRY).await;
+                tokio::select! {
+                    _ = app.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(RETRY) => {}
+                }
             }
         }
     }

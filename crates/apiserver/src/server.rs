@@ -1,8 +1,9 @@
 //! Server assembly: data-dir layout, TLS and token bootstrap (admin/viewer kubeconfigs, the node token), the
-//! SQLite store with Secrets encrypted at rest, the lifecycle tasks, and the HTTPS listener, with graceful
-//! shutdown. [`spawn`] returns once the server is ready (for in-process tests and the all-in-one binary, which
-//! mounts the console through it); [`run`] is `spawn` then wait. The only place that
-//! names the SQLite backend (the handlers see the `Storage` trait). It must never log a token or key.
+//! datastore (SQLite by default, or etcd through [`spawn_with`]) with Secrets encrypted at rest, the lifecycle
+//! tasks, and the HTTPS listener, with graceful shutdown. [`spawn`] returns once the server is ready (for
+//! in-process tests and the all-in-one binary, which mounts the console through it); [`run`] is `spawn` then
+//! wait. With [`spawn`], [`crate::storage`] is the only place that names a backend (the handlers see the
+//! `Storage` trait). It must never log a token or key.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::auth::{Role, TokenStore};
+use crate::storage::{Datastore, DatastoreError};
 use crate::{kubeconfig, lifecycle, pki, serve};
 
 /// Default listen address.
@@ -44,6 +46,9 @@ pub enum ServerError {
         path: PathBuf,
         source: Box<store::StoreError>,
     },
+    /// The datastore cannot be opened, or belongs to another cluster (the message names it).
+    #[error(transparent)]
+    Datastore(Box<DatastoreError>),
     #[error("failed to listen on {addr}: {source}; pick another address with --listen")]
     Listen {
         addr: SocketAddr,
@@ -104,12 +109,24 @@ pub struct Running {
     pub task: tokio::task::JoinHandle<Result<(), ServerError>>,
 }
 
-/// Starts the server and returns once it is ready: the data dir, certificates, tokens and kubeconfigs exist, the
-/// listener is bound (port 0 picks a free port, reflected in `url` and the kubeconfigs) and the default namespaces
-/// are created. `ui`, when given, is the web console's router, served under `/ui` without authentication (see
-/// [`crate::ui`]). The server runs in `task` until `shutdown` is cancelled.
+/// Starts the server on SQLite (`<data-dir>/state.db`) and returns once it is ready: the data dir, certificates,
+/// tokens and kubeconfigs exist, the listener is bound (port 0 picks a free port, reflected in `url` and the
+/// kubeconfigs) and the default namespaces are created. `ui`, when given, is the web console's router, served under
+/// `/ui` without authentication (see [`crate::ui`]). The server runs in `task` until `shutdown` is cancelled.
 pub async fn spawn(
     config: ServerConfig,
+    ui: Option<axum::Router>,
+    shutdown: CancellationToken,
+) -> Result<Running, ServerError> {
+    spawn_with(config, Datastore::Sqlite, ui, shutdown).await
+}
+
+/// [`spawn`] on the given datastore. On etcd several servers can share one cluster: start the further ones from a
+/// copy of the first server's data dir (see [`crate::storage`]); watches come from etcd, so every server sees every
+/// write. The data dir still holds certificates, tokens, kubeconfigs and the encryption key.
+pub async fn spawn_with(
+    config: ServerConfig,
+    datastore: Datastore,
     ui: Option<axum::Router>,
     shutdown: CancellationToken,
 ) -> Result<Running, ServerError> {
@@ -134,7 +151,9 @@ pub async fn spawn(
         crate::auth::ensure_node_token(&config.data_dir, &mut tokens)?;
     kubeconfig::write_node(&config.data_dir, local, &pki.ca_pem, &node_token)?;
     drop(node_token);
-    let store = open_store(&config.data_dir)?;
+    let store = crate::storage::open_datastore(&config.data_dir, &datastore, &pki.ca_pem)
+        .await
+        .map_err(|e| ServerError::Datastore(Box::new(e)))?;
     let app = Arc::new(App {
         store,
         auth: tokens.authenticator(),
@@ -151,7 +170,7 @@ pub async fn spawn(
     let tls = pki.server_config()?;
     app.ready.store(true, std::sync::atomic::Ordering::Release);
     let router = crate::ui::router(app.clone(), ui);
-    tracing::info!(listen = %local, data_dir = %config.data_dir.display(), "berth API server ready");
+    tracing::info!(listen = %local, data_dir = %config.data_dir.display(), datastore = %datastore.describe(&config.data_dir), "berth API server ready");
     let task = tokio::spawn(async move {
         let lifecycle_task = tokio::spawn(lifecycle::run(app.clone()));
         serve::serve_tls(listener, tls, router, shutdown).await;

@@ -1,6 +1,10 @@
 //! kube-rs against an in-process `apiserver::spawn`: optimistic concurrency (409 Conflict on a stale
 //! resourceVersion, exactly one winner among concurrent writers with the same resourceVersion) and watch resume
 //! semantics (events strictly after the given resourceVersion, in order, with DELETED carrying the last state).
+//! Each scenario runs on SQLite and on a real etcd (`apiserver::spawn_with`, the store-etcd test fixture).
+
+#[path = "../../store-etcd/tests/common/mod.rs"]
+mod etcd;
 
 use std::time::Duration;
 
@@ -11,6 +15,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 struct Running {
+    /// Dropped after the server: kills the etcd members of an etcd-backed run.
+    _etcd: Option<etcd::Cluster>,
     _dir: tempfile::TempDir,
     shutdown: apiserver::CancellationToken,
     task: tokio::task::JoinHandle<Result<(), apiserver::ServerError>>,
@@ -18,13 +24,23 @@ struct Running {
 }
 
 async fn start() -> Running {
+    start_on(false).await
+}
+
+/// A server on SQLite, or with `on_etcd` on a fresh single-member etcd.
+async fn start_on(on_etcd: bool) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let shutdown = apiserver::CancellationToken::new();
     let config = apiserver::ServerConfig {
         data_dir: dir.path().to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
     };
-    let running = apiserver::spawn(config, None, shutdown.clone())
+    let cluster = on_etcd.then(etcd::Cluster::single);
+    let datastore = match &cluster {
+        Some(c) => apiserver::Datastore::Etcd(c.config()),
+        None => apiserver::Datastore::Sqlite,
+    };
+    let running = apiserver::spawn_with(config, datastore, None, shutdown.clone())
         .await
         .unwrap();
     let kc = Kubeconfig::read_from(&running.admin_kubeconfig).unwrap();
@@ -43,6 +59,7 @@ async fn start() -> Running {
         .unwrap();
     assert_eq!(ready.trim(), "ok");
     Running {
+        _etcd: cluster,
         _dir: dir,
         shutdown,
         task: running.task,
@@ -66,7 +83,15 @@ fn config_map(name: &str, value: &str) -> ConfigMap {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_resource_version_update_is_a_conflict_and_only_one_concurrent_writer_wins() {
-    let r = start().await;
+    conflicts(start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_resource_version_update_is_a_conflict_and_only_one_concurrent_writer_wins_on_etcd() {
+    conflicts(start_on(true).await).await;
+}
+
+async fn conflicts(r: Running) {
     let api: Api<ConfigMap> = Api::namespaced(r.client.clone(), "default");
     let created = api
         .create(&PostParams::default(), &config_map("cm", "1"))
@@ -124,7 +149,15 @@ async fn stale_resource_version_update_is_a_conflict_and_only_one_concurrent_wri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_resumes_strictly_after_the_given_resource_version() {
-    let r = start().await;
+    watch_resume(start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_resumes_strictly_after_the_given_resource_version_on_etcd() {
+    watch_resume(start_on(true).await).await;
+}
+
+async fn watch_resume(r: Running) {
     let api: Api<ConfigMap> = Api::namespaced(r.client.clone(), "default");
     let a = api
         .create(&PostParams::default(), &config_map("a", "1"))

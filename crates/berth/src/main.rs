@@ -53,13 +53,18 @@ enum Command {
     Trust(cmd::trust::Command),
     /// Check the whole pull path of an image step by step and say what fails and how to fix it
     Doctor(cmd::doctor::DoctorArgs),
-    /// Run the API server (kubectl-compatible) on the embedded SQLite store
+    /// Run berth on one machine: the API server (kubectl-compatible; SQLite, or etcd with --datastore), the
+    /// console at /ui, the controllers and a node agent
     Server(cmd::server::ServerArgs),
+    /// Join a cluster as a node: run the pods the scheduler binds to this machine
+    Agent(cmd::server::AgentArgs),
     /// Print the admin kubeconfig of a server's data directory
     Kubeconfig(cmd::server::KubeconfigArgs),
     /// Secrets at rest
     #[command(subcommand)]
     Secrets(cmd::server::SecretsCommand),
+    /// Copy a stopped server's objects from SQLite to etcd (Secrets stay encrypted)
+    Migrate(cmd::migrate::MigrateArgs),
 }
 
 fn main() {
@@ -88,8 +93,10 @@ fn main() {
             Command::Trust(c) => cmd::trust::run(c).await,
             Command::Doctor(a) => cmd::doctor::run(a).await,
             Command::Server(a) => cmd::server::serve(a).await,
+            Command::Agent(a) => cmd::server::agent(a).await,
             Command::Kubeconfig(a) => cmd::server::kubeconfig(a).await,
             Command::Secrets(c) => cmd::server::secrets(c).await,
+            Command::Migrate(a) => cmd::migrate::run(a).await,
         }
     });
     match result {

@@ -16,6 +16,8 @@ pub struct Server {
     pub data: tempfile::TempDir,
     logs: tempfile::TempDir,
     pub port: u16,
+    /// Extra `berth server` arguments, kept across restarts.
+    args: Vec<String>,
 }
 
 /// What one kubectl run printed.
@@ -61,10 +63,16 @@ fn free_port() -> u16 {
 }
 
 impl Server {
+    /// The API server alone (`--api-only`): no controllers, no node agent.
     pub fn start() -> Server {
+        Self::start_with(&["--api-only"])
+    }
+
+    /// `berth server` with extra arguments (e.g. `--root DIR` for the embedded agent).
+    pub fn start_with(args: &[&str]) -> Server {
         let data = tempfile::tempdir().unwrap();
         let logs = tempfile::tempdir().unwrap();
-        Self::start_in(data, logs)
+        Self::start_in(data, logs, args.iter().map(|a| a.to_string()).collect())
     }
 
     /// Stops the server (SIGTERM) and starts it again on the same data dir and a new port.
@@ -74,7 +82,7 @@ impl Server {
         let data = tempfile::tempdir().unwrap();
         let data = std::mem::replace(&mut self.data, data);
         let logs = std::mem::replace(&mut self.logs, tempfile::tempdir().unwrap());
-        Self::start_in(data, logs)
+        Self::start_in(data, logs, std::mem::take(&mut self.args))
     }
 
     /// Starts a server again on the data dir of a stopped one.
@@ -82,10 +90,10 @@ impl Server {
         assert!(self.child.is_none(), "stop the server first");
         let data = std::mem::replace(&mut self.data, tempfile::tempdir().unwrap());
         let logs = std::mem::replace(&mut self.logs, tempfile::tempdir().unwrap());
-        Self::start_in(data, logs)
+        Self::start_in(data, logs, std::mem::take(&mut self.args))
     }
 
-    fn start_in(data: tempfile::TempDir, logs: tempfile::TempDir) -> Server {
+    fn start_in(data: tempfile::TempDir, logs: tempfile::TempDir, args: Vec<String>) -> Server {
         let port = free_port();
         let stderr = std::fs::OpenOptions::new()
             .create(true)
@@ -96,6 +104,7 @@ impl Server {
             .args(["server", "--data-dir"])
             .arg(data.path())
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(&args)
             .env("BERTH_LOG", "info,apiserver=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -107,6 +116,7 @@ impl Server {
             data,
             logs,
             port,
+            args,
         };
         server.wait_ready();
         server
@@ -190,6 +200,11 @@ impl Server {
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
         }
+    }
+
+    /// The scratch dir (not the data dir): kubectl's HOME, test files, the server's log.
+    pub fn scratch(&self) -> &Path {
+        self.logs.path()
     }
 
     /// Writes `content` to a file in the (non-data) scratch dir and returns its path.

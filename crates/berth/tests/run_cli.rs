@@ -12,7 +12,6 @@ use testkit::pki::TestPki;
 use testkit::registry::{Registry, RegistryOptions, User};
 
 const PASSWORD: &str = "run-canary-8b4e";
-const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: &[&str] = &[
     "sh", "echo", "ls", "stat", "readlink", "test", "sleep", "cat",
 ];
@@ -83,24 +82,11 @@ fn secret_yaml(host: &str, user: &str, password: &str) -> String {
 /// Layer 1: busybox with applet symlinks, /etc files (one of them deleted by layer 2).
 /// Layer 2: a whiteout, a setuid file, a hardlinked pair.
 fn busybox_image() -> testkit::image::Image {
-    let busybox = std::fs::read(BUSYBOX).unwrap_or_else(|e| {
-        panic!("{BUSYBOX}: {e}; install it with `apt-get install -y busybox-static`")
-    });
-    let mut base = vec![
-        Entry::dir("bin"),
-        Entry::dir("etc"),
-        Entry::dir("tmp").mode(0o1777),
-        Entry::file("bin/busybox", busybox).mode(0o755),
-        Entry::file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
-        Entry::file("etc/group", "root:x:0:\n"),
+    let mut base = testkit::image::busybox_rootfs(APPLETS);
+    base.extend([
         Entry::file("etc/doomed", "removed by the upper layer\n"),
         Entry::file("etc/kept", "still here\n"),
-    ];
-    base.extend(
-        APPLETS
-            .iter()
-            .map(|a| Entry::symlink(format!("bin/{a}"), "busybox")),
-    );
+    ]);
     ImageBuilder::new()
         .cmd(["sh"])
         .env("PATH=/bin")
@@ -336,4 +322,85 @@ async fn detached_containers_log_stop_and_are_removed() {
     let (ps, _) = text(&env.berth("ps", &["-a"]));
     assert_eq!(ps.lines().count(), 2, "only `brief` is left: {ps}");
     assert!(env.berth("rm", &["brief"]).status.success());
+}
+
+/// A SIGTERM sent to a foreground `berth run` (as a service manager or `kill` would) reaches the
+/// container, whose handler decides the exit code, which becomes berth's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_to_a_foreground_run_reaches_the_container() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    let env = env("team/busybox:term").await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["run", "--root"])
+        .arg(env.root())
+        .args(["--rm", "--secret", env.secret.to_str().unwrap()])
+        .args(["--ca-file", env.ca.to_str().unwrap(), &env.image, "--"])
+        .args([
+            "sh",
+            "-c",
+            "trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 0.1; done",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        // A session of its own: the signal reaches berth only, not runc through the group.
+        .process_group(0)
+        .spawn()
+        .expect("run berth");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(rest, "got TERM\n");
+    assert_eq!(
+        status.code(),
+        Some(7),
+        "the container's exit code is berth's"
+    );
+    assert!(rootfs_holders(&env.root()).is_empty(), "--rm cleaned up");
+}
+
+/// `berth pull` unpacks the layers (a later `run` finds the snapshots), `--no-unpack` only fetches,
+/// and `rmi` releases the image's snapshots along with its blobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_unpacks_unless_told_not_to_and_rmi_releases_the_snapshots() {
+    let env = env("team/busybox:unpack").await;
+    let pull = |extra: &[&str]| {
+        let mut args = vec![
+            "--secret",
+            env.secret.to_str().unwrap(),
+            "--ca-file",
+            env.ca.to_str().unwrap(),
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        args.push(&env.image);
+        let out = env.berth("pull", &args);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        let last = stdout.lines().last().unwrap().to_string();
+        serde_json::from_str::<serde_json::Value>(&last).unwrap()
+    };
+    let snapshots_dir = env.root().join("unpack").join("snapshots");
+    let fetched = pull(&["--no-unpack"]);
+    assert_eq!(fetched["snapshots"], serde_json::json!([]));
+    let count = || std::fs::read_dir(&snapshots_dir).map_or(0, |d| d.count());
+    assert_eq!(count(), 0, "--no-unpack leaves no snapshot");
+
+    let unpacked = pull(&[]);
+    let chain = unpacked["snapshots"].as_array().unwrap().len();
+    assert_eq!(chain, 2, "both layers unpacked: {unpacked}");
+    assert_eq!(count(), 2);
+
+    let out = env.berth("rmi", &[&env.image]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(count(), 0, "rmi removed the snapshots: {stdout}");
+    assert!(stdout.contains("Deleted snapshot: "), "{stdout}");
 }

@@ -229,7 +229,8 @@ async fn unknown_root_fails_at_tls_and_trusting_that_host_only_fixes_it() {
     assert!(fix.contains(&format!("berth trust fetch {host}")), "{fix}");
     assert!(
         fix.contains(&format!(
-            "berth trust add {host} --fingerprint sha256:{}",
+            "berth trust add {host} --hosts-dir {} --fingerprint sha256:{}",
+            hosts.display(),
             pki.intermediate.fingerprint_sha256()
         )),
         "{fix}"
@@ -634,9 +635,41 @@ async fn mtls_registry_needs_the_client_pair_in_its_folder() {
         pki.intermediate.fingerprint_sha256()
     );
 
-    let folder = dir.path().join(&host);
-    std::fs::write(folder.join("client.cert"), identity.chain_pem()).unwrap();
-    std::fs::write(folder.join("client.key"), identity.key_pem().expose()).unwrap();
+    // `berth trust add --client-cert/--client-key` checks the pair and installs it for that host only.
+    let files = tempfile::tempdir().unwrap();
+    let (cert, key, other_key) = (
+        files.path().join("node.crt"),
+        files.path().join("node.key"),
+        files.path().join("other.key"),
+    );
+    std::fs::write(&cert, identity.chain_pem()).unwrap();
+    std::fs::write(&key, identity.key_pem().expose()).unwrap();
+    let stranger = pki.client("someone-else").unwrap();
+    std::fs::write(&other_key, stranger.key_pem().expose()).unwrap();
+    let (cert, key, other_key) = (
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+        other_key.to_str().unwrap(),
+    );
+    let mismatched = trust_add(
+        &host,
+        dir.path(),
+        &["--client-cert", cert, "--client-key", other_key],
+    );
+    assert_ne!(mismatched.code, 0, "a key that does not match is refused");
+    assert!(!dir.path().join(&host).join("client.key").exists());
+    let added = trust_add(
+        &host,
+        dir.path(),
+        &["--client-cert", cert, "--client-key", key],
+    );
+    assert_eq!(added.code, 0, "{}{}", added.stdout, added.stderr);
+    assert!(!added.stdout.contains("PRIVATE KEY") && !added.stderr.contains("PRIVATE KEY"));
+    let key_mode = std::fs::metadata(dir.path().join(&host).join("client.key")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&key_mode.permissions()) & 0o777,
+        0o600
+    );
     let (code, report) = doctor(&image, dir.path(), &[]);
     assert_passes(code, &report);
     assert_pulls(&image, dir.path(), &[], &img);

@@ -16,7 +16,7 @@ use etcd_client::{
 use store::{Deleted, KeyValue, ListOptions, ListResult, StoreError, WatchStream};
 
 use crate::error::{self, Op};
-use crate::{EtcdConfig, EtcdError, token};
+use crate::{EtcdConfig, EtcdError};
 
 /// Largest gRPC message accepted from etcd (a big list page); etcd itself caps requests.
 pub(crate) const MAX_MESSAGE: usize = i32::MAX as usize;
@@ -476,7 +476,7 @@ impl store::Storage for EtcdStore {
         let (default_start, end) = inner.range(prefix);
         let (revision, start) = match &opts.continue_token {
             Some(t) => {
-                let (rev, start) = token::decode(prefix, t)?;
+                let (rev, start) = store::decode_continue(prefix, t)?;
                 (rev, inner.etcd_key(&start))
             }
             None => (opts.revision.unwrap_or(0), default_start),
@@ -510,7 +510,7 @@ impl store::Storage for EtcdStore {
             .map(|kv| inner.key_value(kv))
             .collect::<Result<Vec<_>, _>>()?;
         let continue_token = match (more, items.last()) {
-            (true, Some(last)) => Some(token::encode(prefix, &last.key, snapshot)),
+            (true, Some(last)) => Some(store::encode_continue(prefix, &last.key, snapshot)),
             _ => None,
         };
         Ok(ListResult {

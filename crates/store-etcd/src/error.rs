@@ -160,16 +160,13 @@ pub(crate) fn is_ambiguous(err: &etcd_client::Error) -> bool {
     }
 }
 
-/// A storage call failed in etcd (not a storage-level outcome such as a conflict).
-///
-/// `store::StoreError` has no variant for a remote backend yet; until it does, the failure is
-/// reported as [`StoreError::Io`] whose path is the datastore URL, so the message still names
-/// the endpoints: `etcd request failed on etcd://127.0.0.1:2379: create /registry/...: ...`.
+/// A storage call failed in etcd (not a storage-level outcome such as a conflict): the
+/// datastore is unavailable (HTTP 503), named by its endpoints:
+/// `datastore etcd://127.0.0.1:2379 is unavailable: create /registry/...: ...`.
 pub(crate) fn backend(url: &str, what: &str, err: &etcd_client::Error) -> StoreError {
-    StoreError::Io {
-        path: PathBuf::from(url),
-        context: "etcd request failed on",
-        source: std::io::Error::other(format!("{what}: {}", describe(err))),
+    StoreError::Unavailable {
+        backend: url.to_owned(),
+        reason: format!("{what}: {}", describe(err)),
     }
 }
 
@@ -232,6 +229,11 @@ mod tests {
             "etcd://127.0.0.1:2379",
             "get /registry/core/pods/a",
             &status(tonic::Code::Unavailable, "etcdserver: request timed out"),
+        );
+        assert_eq!(
+            err.http_status_hint(),
+            503,
+            "an unreachable datastore is a 503"
         );
         let text = err.to_string();
         assert!(

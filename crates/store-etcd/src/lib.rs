@@ -16,7 +16,7 @@
 //!   value. Failed compares read the key in the same transaction to report `AlreadyExists`,
 //!   `Conflict` (with the current revision) or `NotFound`.
 //! - list reads every page at the first page's revision; the continue token (kube-apiserver's
-//!   format) carries that revision and the next key. A compacted revision is `Expired` (410).
+//!   format, `store::encode_continue`, shared with SQLite) carries that revision and the next key. A compacted revision is `Expired` (410).
 //! - watch = etcd watch with previous values from `from_revision + 1`; it resumes on another
 //!   member after a failure from the last delivered revision; compaction ends it with `Expired`.
 //!
@@ -50,7 +50,6 @@ mod backend;
 mod config;
 mod election;
 mod error;
-mod token;
 mod watch;
 
 pub use backend::EtcdStore;

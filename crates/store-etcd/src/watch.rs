@@ -101,12 +101,9 @@ pub(crate) async fn open(
             });
         }
         Err(Establish::Failed(reason)) => {
-            return Err(StoreError::Io {
-                path: state.inner.url.clone().into(),
-                context: "etcd watch failed on",
-                source: std::io::Error::other(format!(
-                    "watch {prefix} from revision {from_revision}: {reason}"
-                )),
+            return Err(StoreError::Unavailable {
+                backend: state.inner.url.clone(),
+                reason: format!("watch {prefix} from revision {from_revision}: {reason}"),
             });
         }
     }

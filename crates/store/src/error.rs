@@ -94,6 +94,15 @@ pub enum StoreError {
         source: std::io::Error,
     },
 
+    /// A remote datastore (an etcd cluster) did not answer or failed the request. `backend`
+    /// names it as the user configured it (`etcd://127.0.0.1:2379,...`); `reason` says which
+    /// operation failed and why, never a stored value (HTTP 503).
+    #[error(
+        "datastore {backend} is unavailable: {reason}; check that its members are running and \
+         reachable from this server"
+    )]
+    Unavailable { backend: String, reason: String },
+
     /// The backend was shut down (its writer thread is gone).
     #[error("storage backend is closed; restart the server")]
     Closed,
@@ -113,7 +122,7 @@ impl StoreError {
             StoreError::InvalidContinue { .. }
             | StoreError::InvalidArgument(_)
             | StoreError::FutureRevision { .. } => 400,
-            StoreError::Closed | StoreError::Locked { .. } => 503,
+            StoreError::Closed | StoreError::Locked { .. } | StoreError::Unavailable { .. } => 503,
             _ => 500,
         }
     }

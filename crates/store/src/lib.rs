@@ -3,7 +3,8 @@
 //! global revision counter that becomes `metadata.resourceVersion`), the default SQLite backend
 //! ([`sqlite::SqliteStore`]), encryption at rest for configured key prefixes
 //! ([`encryption::Encrypted`]), and the conformance suite every backend must pass (`suite`, behind
-//! the `testing` feature). It must never know Kubernetes kinds or parse stored values, and never
+//! the `testing` feature), plus [`copy::copy_prefix`], which copies stored bytes between backends
+//! (`berth migrate`). It must never know Kubernetes kinds or parse stored values, and never
 //! put a stored value or key material in an error, log or `Debug` output.
 //!
 //! ```no_run
@@ -36,6 +37,7 @@
 //! # }
 //! ```
 
+pub mod copy;
 pub mod encryption;
 mod error;
 mod range;
@@ -45,6 +47,7 @@ mod storage;
 pub mod suite;
 
 pub use error::StoreError;
+pub use range::{decode_continue, encode_continue};
 pub use storage::{
     Deleted, EventKind, KeyValue, ListOptions, ListResult, Storage, StorageExt, WatchEvent,
     WatchStream,

@@ -37,8 +37,10 @@ struct Token {
     start: String,
 }
 
-/// Encode the token that resumes a list of `prefix` at `revision` after `last_key`.
-pub(crate) fn encode_continue(prefix: &str, last_key: &str, revision: u64) -> String {
+/// Encode the token that resumes a list of `prefix` at `revision` after `last_key`. Every
+/// backend issues its continue tokens with this, so a token's format does not depend on the
+/// datastore.
+pub fn encode_continue(prefix: &str, last_key: &str, revision: u64) -> String {
     let suffix = last_key.strip_prefix(prefix).unwrap_or(last_key);
     let token = Token {
         v: TOKEN_VERSION.to_owned(),
@@ -50,8 +52,9 @@ pub(crate) fn encode_continue(prefix: &str, last_key: &str, revision: u64) -> St
     URL_SAFE_NO_PAD.encode(json)
 }
 
-/// Decode a continue token for `prefix`: the revision to list at and the first key (inclusive).
-pub(crate) fn decode_continue(prefix: &str, token: &str) -> Result<(u64, String), StoreError> {
+/// Decode a continue token for `prefix`: the revision to list at and the first key (inclusive,
+/// absolute). Errors with [`StoreError::InvalidContinue`] (HTTP 400) for a malformed token.
+pub fn decode_continue(prefix: &str, token: &str) -> Result<(u64, String), StoreError> {
     let invalid = |reason: &str| StoreError::InvalidContinue {
         reason: reason.to_owned(),
     };
@@ -107,11 +110,20 @@ mod tests {
     }
 
     #[test]
+    fn continue_token_matches_kube_apiserver_json_shape() {
+        let token = encode_continue("/p/", "/p/a", 5);
+        let json = String::from_utf8(URL_SAFE_NO_PAD.decode(token).unwrap()).unwrap();
+        assert_eq!(json, r#"{"v":"meta.k8s.io/v1","rv":5,"start":"a\u0000"}"#);
+    }
+
+    #[test]
     fn garbage_continue_token_is_invalid() {
         for token in [
             "%%%",
             "aGVsbG8",
             &URL_SAFE_NO_PAD.encode(br#"{"v":"x","rv":1,"start":"a"}"#),
+            &URL_SAFE_NO_PAD.encode(br#"{"v":"meta.k8s.io/v1","rv":0,"start":"a"}"#),
+            &URL_SAFE_NO_PAD.encode(br#"{"v":"meta.k8s.io/v1","rv":3,"start":""}"#),
         ] {
             let err = decode_continue("/p/", token).unwrap_err();
             assert!(

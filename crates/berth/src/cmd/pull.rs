@@ -43,7 +43,17 @@ impl RootArgs {
     pub fn dir(&self) -> PathBuf {
         self.root.clone().unwrap_or_else(content::default_root)
     }
+
+    /// The layer snapshotter in the root's `unpack/` folder.
+    pub fn snapshotter(&self) -> anyhow::Result<unpack::Snapshotter> {
+        let dir = self.dir().join(UNPACK_DIR);
+        unpack::Snapshotter::open(&dir)
+            .with_context(|| format!("cannot open the snapshotter at {}", dir.display()))
+    }
 }
+
+/// Folder of the snapshotter under the berth root.
+pub const UNPACK_DIR: &str = "unpack";
 
 /// `--creds USER[:PASS]` as parsed: the password, when given, is held only in a redacting type, so a `{:?}` of
 /// the arguments never shows it.
@@ -236,6 +246,9 @@ pub struct PullArgs {
     /// Blobs downloaded at once
     #[arg(long, default_value_t = image::PullOptions::default().max_concurrent_downloads)]
     pub max_concurrent_downloads: usize,
+    /// Only fetch and verify the blobs; do not unpack the layers into snapshots
+    #[arg(long)]
+    pub no_unpack: bool,
     /// Output format
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
@@ -254,13 +267,16 @@ pub async fn pull(args: PullArgs) -> anyhow::Result<i32> {
         platform: args.registry.platform()?,
     };
     let store = args.root.open()?;
-    let puller = Puller::new(
+    let mut puller = Puller::new(
         args.registry.client()?,
         store,
         PullOptions {
             max_concurrent_downloads: args.max_concurrent_downloads,
         },
     );
+    if !args.no_unpack {
+        puller = puller.with_snapshotter(Arc::new(args.root.snapshotter()?));
+    }
     let sink: Arc<dyn image::ProgressSink> = match args.output {
         Output::Json => Arc::new(JsonProgress),
         Output::Text if std::io::stderr().is_terminal() => Arc::new(Bars::new()),
@@ -284,57 +300,21 @@ pub async fn pull(args: PullArgs) -> anyhow::Result<i32> {
                 "seconds": pulled.elapsed.as_secs_f64(),
                 "secondsIncludingWaiting": started.elapsed().max(pulled.elapsed).as_secs_f64(),
                 "credential": pulled.credential,
+                "snapshots": pulled.snapshots.iter().map(ToString::to_string).collect::<Vec<_>>(),
             })
         ),
         Output::Text => {
             println!(
                 "{}",
-                success_line(&args.image, pulled.elapsed, started.elapsed(), pulled.size)
+                podpull::texts::pulled(&args.image, pulled.elapsed, started.elapsed(), pulled.size)
             );
             println!("Digest: {}", pulled.target.digest);
+            if !pulled.snapshots.is_empty() {
+                println!("Unpacked: {} layers", pulled.snapshots.len());
+            }
         }
     }
     Ok(0)
-}
-
-/// kubelet's pull event message (1.28+): `Successfully pulled image "X" in <pull> (<total> including waiting).
-/// Image size: N bytes.` with Go's `%q` quoting and durations truncated to milliseconds.
-fn success_line(
-    image: &str,
-    pulled: std::time::Duration,
-    total: std::time::Duration,
-    size: u64,
-) -> String {
-    format!(
-        "Successfully pulled image {:?} in {} ({} including waiting). Image size: {size} bytes.",
-        image,
-        go_duration_ms(pulled),
-        go_duration_ms(total.max(pulled))
-    )
-}
-
-/// Go's `Duration.String()` of a duration truncated to milliseconds, as kubelet prints pull times.
-fn go_duration_ms(d: std::time::Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 {
-        return "0s".to_string();
-    }
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let (h, rem) = (ms / 3_600_000, ms % 3_600_000);
-    let (m, rem) = (rem / 60_000, rem % 60_000);
-    let (s, frac) = (rem / 1000, rem % 1000);
-    let secs = if frac == 0 {
-        format!("{s}s")
-    } else {
-        format!("{s}.{}s", format!("{frac:03}").trim_end_matches('0'))
-    };
-    match (h, m) {
-        (0, 0) => secs,
-        (0, m) => format!("{m}m{secs}"),
-        (h, m) => format!("{h}h{m}m{secs}"),
-    }
 }
 
 /// Progress as JSON lines on standard output.
@@ -503,18 +483,30 @@ pub struct RmiArgs {
 
 pub async fn rmi(args: RmiArgs) -> anyhow::Result<i32> {
     let store = args.root.open()?;
+    let snapshotter = args.root.snapshotter()?;
     let mut code = 0;
     for image in &args.images {
         let name = oci::Reference::parse_normalized(image)
             .map_err(|e| anyhow::anyhow!("couldn't parse image name {image:?}: {e}"))?
             .with_default_tag()
             .to_string();
+        let chain = image::load_stored_image(&store, &name)?
+            .map(|stored| unpack::chain_ids(&stored.image_config.rootfs.diff_ids))
+            .unwrap_or_default();
         if store.remove_image(&name)? {
+            if !chain.is_empty() {
+                snapshotter.release(&chain, &image::image_user(&name))?;
+            }
             println!("Untagged: {name}");
         } else {
             eprintln!("error: no such image: {name} (see `berth images`)");
             code = 1;
         }
+    }
+    // Snapshots first: a layer still unpacked for a container keeps its snapshot, while the blobs
+    // go as soon as no image names them.
+    for id in snapshotter.gc()? {
+        println!("Deleted snapshot: {id}");
     }
     let report = store.gc(&content::GcOptions::default())?;
     for d in &report.removed {
@@ -525,21 +517,7 @@ pub async fn rmi(args: RmiArgs) -> anyhow::Result<i32> {
 
 #[cfg(test)]
 mod tests {
-    use super::{go_duration_ms, parse_creds, success_line};
-    use std::time::Duration;
-
-    #[test]
-    fn success_line_is_kubelets_with_the_waiting_time() {
-        assert_eq!(
-            success_line(
-                "reg:5000/team/app:v1",
-                Duration::from_micros(1_234_567),
-                Duration::from_micros(1_300_900),
-                2048
-            ),
-            "Successfully pulled image \"reg:5000/team/app:v1\" in 1.234s (1.3s including waiting). Image size: 2048 bytes."
-        );
-    }
+    use super::parse_creds;
 
     #[test]
     fn creds_password_never_shows_in_debug_and_an_empty_user_is_refused() {
@@ -557,15 +535,5 @@ mod tests {
                 .unwrap_err()
                 .contains("user name is empty")
         );
-    }
-
-    #[test]
-    fn durations_print_like_go_truncated_to_milliseconds() {
-        assert_eq!(go_duration_ms(Duration::from_micros(1_234_567)), "1.234s");
-        assert_eq!(go_duration_ms(Duration::from_millis(500)), "500ms");
-        assert_eq!(go_duration_ms(Duration::from_millis(2000)), "2s");
-        assert_eq!(go_duration_ms(Duration::from_millis(61_500)), "1m1.5s");
-        assert_eq!(go_duration_ms(Duration::from_millis(3_600_000)), "1h0m0s");
-        assert_eq!(go_duration_ms(Duration::from_micros(10)), "0s");
     }
 }

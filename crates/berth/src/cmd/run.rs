@@ -21,8 +21,6 @@ use unpack::{SnapshotId, Snapshotter};
 
 use super::pull::{RegistryArgs, RootArgs};
 
-/// Folder of the snapshotter under the berth root.
-const UNPACK_DIR: &str = "unpack";
 /// Folder of the container runtime state under the berth root.
 const RUNTIME_DIR: &str = "runtime";
 /// The hidden subcommand the runtime re-executes berth with for a detached container.
@@ -128,7 +126,7 @@ pub struct ShimArgs {
 }
 
 fn open_snapshotter(root: &Path) -> anyhow::Result<Snapshotter> {
-    let dir = root.join(UNPACK_DIR);
+    let dir = root.join(super::pull::UNPACK_DIR);
     Snapshotter::open(&dir)
         .with_context(|| format!("cannot open the snapshotter at {}", dir.display()))
 }
@@ -164,22 +162,6 @@ fn env_overrides(entries: &[String]) -> anyhow::Result<Vec<String>> {
         }
     }
     Ok(out)
-}
-
-/// The container id of a rootfs mount target (`<state root>/containers/<id>/rootfs`).
-fn container_id_of(target: &Path) -> Result<String, String> {
-    target
-        .parent()
-        .and_then(Path::file_name)
-        .and_then(|n| n.to_str())
-        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(str::to_string)
-        .ok_or_else(|| {
-            format!(
-                "rootfs mount target {} is not inside a container directory",
-                target.display()
-            )
-        })
 }
 
 /// Image present locally (or pulled now) and unpacked: its config and snapshot chain.
@@ -268,7 +250,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         let (snapshotter, chain, prepared_for) =
             (snapshotter.clone(), chain.clone(), prepared_for.clone());
         Box::new(move |target: &Path| {
-            let id = container_id_of(target)?;
+            let id = runtime::container_id_of_rootfs(target)?;
             let rootfs = snapshotter
                 .prepare_rootfs(&chain, &id)
                 .map_err(|e| e.to_string())?;
@@ -601,15 +583,6 @@ mod tests {
         assert_eq!(human_duration(s(3600 + 5)), "About an hour");
         assert_eq!(human_duration(s(47 * 3600)), "47 hours");
         assert_eq!(human_duration(s(3 * 86400)), "3 days");
-    }
-
-    #[test]
-    fn the_container_id_comes_from_the_mount_targets_directory() {
-        let id = "ab".repeat(32);
-        let target = PathBuf::from(format!("/var/lib/berth/runtime/containers/{id}/rootfs"));
-        assert_eq!(container_id_of(&target).unwrap(), id);
-        assert!(container_id_of(Path::new("/rootfs")).is_err());
-        assert!(container_id_of(Path::new("/x/../rootfs")).is_err());
     }
 
     #[test]

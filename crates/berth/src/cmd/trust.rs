@@ -96,6 +96,23 @@ pub struct AddArgs {
     /// The hosts directory to write to
     #[arg(long, value_name = "DIR", default_value = hosts::DEFAULT_HOSTS_DIR)]
     pub hosts_dir: PathBuf,
+    /// Also present this client certificate (PEM) to HOST[:PORT] (registries that require mutual
+    /// TLS); copied into the host's folder as client.cert
+    #[arg(long, value_name = "FILE", conflicts_with = "cluster")]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM; default: the --client-cert file holds it too);
+    /// copied as client.key, readable by root only
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// Trust the CA on every node of the cluster: record it in the cluster's RegistryHost for
+    /// HOST[:PORT] (berth.dev/v1), which every agent applies to its next pull, instead of in the
+    /// local hosts directory
+    #[arg(long)]
+    pub cluster: bool,
+    /// The kubeconfig for --cluster (default: $KUBECONFIG, ~/.kube/config, then the local
+    /// berth server's admin kubeconfig)
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// `berth trust list`.
@@ -232,6 +249,12 @@ fn confirm(report: &ChainReport, cert: &CertInfo) -> anyhow::Result<bool> {
 async fn add(a: AddArgs) -> anyhow::Result<i32> {
     let host = parse_host(&a.host)?;
     let store = hosts::TrustStore::new(&a.hosts_dir);
+    if let Some(cert) = &a.client_cert {
+        add_client_identity(&store, &host, cert, a.client_key.as_deref())?;
+        if a.ca_file.is_none() && a.fingerprint.is_none() && !a.from_server {
+            return Ok(0);
+        }
+    }
     let pem = match (&a.ca_file, &a.fingerprint, a.from_server) {
         (Some(file), _, _) => std::fs::read(file)
             .with_context(|| format!("cannot read CA file {}", file.display()))?,
@@ -261,6 +284,9 @@ async fn add(a: AddArgs) -> anyhow::Result<i32> {
             cert.pem.clone().into_bytes()
         }
     };
+    if a.cluster {
+        return add_to_cluster(&a, &host, &pem).await;
+    }
     let added = store
         .add(&host, &pem)
         .with_context(|| format!("cannot trust the certificate for {host}"))?;
@@ -279,6 +305,64 @@ async fn add(a: AddArgs) -> anyhow::Result<i32> {
     }
     if !added.is_empty() {
         println!("audit log: {}", store.audit_log_path().display());
+    }
+    Ok(0)
+}
+
+/// `berth trust add --client-cert`: checks that the key matches the certificate, then installs the pair as
+/// `client.cert` / `client.key` (0600) in the host's folder, where the certs.d loader presents it to that
+/// host:port only.
+fn add_client_identity(
+    store: &hosts::TrustStore,
+    host: &HostPort,
+    cert: &Path,
+    key: Option<&Path>,
+) -> anyhow::Result<()> {
+    registry::ClientIdentity::load(cert, key)
+        .with_context(|| format!("cannot use the client certificate for {host}"))?;
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    let folder = store.folder_for(host);
+    std::fs::create_dir_all(&folder)
+        .with_context(|| format!("cannot create {}", folder.display()))?;
+    let cert_pem = read(cert)?;
+    let key_pem = read(key.unwrap_or(cert))?;
+    hosts::trust::write_atomic(&folder.join("client.cert"), &cert_pem, 0o644)?;
+    hosts::trust::write_atomic(&folder.join("client.key"), &key_pem, 0o600)?;
+    println!(
+        "client certificate {} presented to {host} only: {}",
+        cert.display(),
+        folder.join("client.cert").display()
+    );
+    Ok(())
+}
+
+/// `berth trust add --cluster`: every certificate of the PEM into the cluster's RegistryHost for `host`.
+async fn add_to_cluster(a: &AddArgs, host: &HostPort, pem: &[u8]) -> anyhow::Result<i32> {
+    use crate::cmd::cluster::{self, TrustChange};
+    let certs = rustls_pemfile::certs(&mut &pem[..])
+        .map(|der| {
+            let der = der.map_err(|e| anyhow::anyhow!("{e}"))?;
+            CertInfo::from_der(&der).map_err(|e| anyhow::anyhow!(e))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()
+        .with_context(|| format!("the certificate to trust for {host} is not valid PEM"))?;
+    if certs.is_empty() {
+        bail!("no certificate found in the PEM to trust for {host}");
+    }
+    let client = cluster::client(a.kubeconfig.as_deref()).await?;
+    for cert in certs {
+        let what = match cluster::trust_host(client.clone(), host, &cert.pem, &cert.sha256).await? {
+            TrustChange::Created(name) => format!("created RegistryHost {name}"),
+            TrustChange::Updated(name) => format!("updated RegistryHost {name}"),
+            TrustChange::Unchanged(name) => {
+                println!("already trusted for {host} in RegistryHost {name}: nothing was changed");
+                continue;
+            }
+        };
+        println!(
+            "trusted sha256:{} ({}) for {host} on every node: {what}",
+            cert.sha256, cert.subject
+        );
     }
     Ok(0)
 }
