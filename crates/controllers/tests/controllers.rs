@@ -444,9 +444,14 @@ async fn ten_replica_deployment_reaches_complete_status() {
     c.stop().await;
 }
 
-/// Polls pods during a rollout and returns (max active pods, min ready pods) over all observations.
+/// Polls a rollout and returns (max pods the ReplicaSets ask for, min ready pods) over all observations.
+///
+/// maxSurge bounds the sum of the ReplicaSets' `spec.replicas`, as upstream's `NewRSNewReplicas` computes it: the
+/// pods themselves may exceed it for the moment between an old ReplicaSet's scale-down and its controller deleting
+/// the pods, exactly as on a real cluster, so counting pods would make this test depend on timing.
 async fn observe_rollout(c: &Cluster, name: &str, secs: u64) -> (usize, usize) {
     let pods: Api<Pod> = c.api();
+    let sets: Api<ReplicaSet> = c.api();
     let deployments: Api<Deployment> = c.api();
     let mut max_pods = 0;
     let mut min_ready = usize::MAX;
@@ -461,7 +466,15 @@ async fn observe_rollout(c: &Cluster, name: &str, secs: u64) -> (usize, usize) {
             .iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .collect();
-        max_pods = max_pods.max(active.len());
+        let asked: i32 = sets
+            .list(&ListParams::default().labels(&format!("app={name}")))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter_map(|rs| rs.spec.as_ref().and_then(|s| s.replicas))
+            .sum();
+        max_pods = max_pods.max(asked as usize);
         min_ready = min_ready.min(active.iter().filter(|p| is_ready(p)).count());
         let d = deployments.get(name).await.unwrap();
         let s = d.status.clone().unwrap_or_default();
