@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec,
 };
@@ -21,14 +20,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{EventType, Recorder};
-use crate::replicaset::{Ctx, error_policy};
+use crate::events::EventType;
+use crate::replicaset::{Ctx, drive};
 use crate::{ControllerOptions, Error, hash, labels, pods};
 
 /// The label and selector key that ties a ReplicaSet's pods to one template.
@@ -54,24 +53,22 @@ pub(crate) async fn run(
     opts: ControllerOptions,
     shutdown: CancellationToken,
 ) {
-    let ctx = Arc::new(Ctx {
-        client: client.clone(),
-        recorder: Recorder::new(client.clone(), "deployment-controller"),
-    });
-    let token = shutdown.clone();
-    Controller::new(
+    let controller = Controller::new(
         Api::<Deployment>::all(client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<ReplicaSet>::all(client), watcher::Config::default())
-    .with_config(Config::default().concurrency(opts.concurrency))
-    .graceful_shutdown_on(async move { token.cancelled().await })
-    .run(reconcile, error_policy, ctx)
-    .for_each(|res| async move {
-        if let Err(e) = res {
-            crate::log_controller_error("deployment", &e);
-        }
-    })
+    .owns(
+        Api::<ReplicaSet>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    drive(
+        controller,
+        "deployment-controller",
+        &client,
+        &opts,
+        shutdown,
+        reconcile,
+    )
     .await;
 }
 

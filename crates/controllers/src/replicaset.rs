@@ -37,25 +37,51 @@ pub(crate) async fn run(
     opts: ControllerOptions,
     shutdown: CancellationToken,
 ) {
-    let ctx = Arc::new(Ctx {
-        client: client.clone(),
-        recorder: Recorder::new(client.clone(), "replicaset-controller"),
-    });
-    let token = shutdown.clone();
-    Controller::new(
+    let controller = Controller::new(
         Api::<ReplicaSet>::all(client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<Pod>::all(client), watcher::Config::default())
-    .with_config(Config::default().concurrency(opts.concurrency))
-    .graceful_shutdown_on(async move { token.cancelled().await })
-    .run(reconcile, error_policy, ctx)
-    .for_each(|res| async move {
-        if let Err(e) = res {
-            crate::log_controller_error("replicaset", &e);
-        }
-    })
+    .owns(Api::<Pod>::all(client.clone()), watcher::Config::default());
+    drive(
+        controller,
+        "replicaset-controller",
+        &client,
+        &opts,
+        shutdown,
+        reconcile,
+    )
     .await;
+}
+
+/// Runs one workload controller to completion: `component` (upstream's name, e.g. `replicaset-controller`) as the
+/// Event source and in logs, the shared concurrency, requeue policy and error log, and a graceful stop when
+/// `shutdown` is cancelled.
+pub(crate) async fn drive<K, Fut>(
+    controller: Controller<K>,
+    component: &'static str,
+    client: &kube::Client,
+    opts: &ControllerOptions,
+    shutdown: CancellationToken,
+    reconcile: impl FnMut(Arc<K>, Arc<Ctx>) -> Fut,
+) where
+    K: Clone + Resource + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + std::fmt::Debug + Unpin,
+    Fut: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        recorder: Recorder::new(client.clone(), component),
+    });
+    controller
+        .with_config(Config::default().concurrency(opts.concurrency))
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                crate::log_controller_error(component, &e);
+            }
+        })
+        .await;
 }
 
 pub(crate) fn error_policy<K>(_obj: Arc<K>, err: &Error, _ctx: Arc<Ctx>) -> Action {

@@ -11,21 +11,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{EventType, Recorder};
-use crate::replicaset::{Ctx, error_policy};
+use crate::events::EventType;
+use crate::replicaset::{Ctx, drive};
 use crate::{ControllerOptions, Error, hash, labels, pods};
 
 pub(crate) const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
@@ -39,28 +38,23 @@ pub(crate) async fn run(
     opts: ControllerOptions,
     shutdown: CancellationToken,
 ) {
-    let ctx = Arc::new(Ctx {
-        client: client.clone(),
-        recorder: Recorder::new(client.clone(), "statefulset-controller"),
-    });
-    let token = shutdown.clone();
-    Controller::new(
+    let controller = Controller::new(
         Api::<StatefulSet>::all(client.clone()),
         watcher::Config::default(),
     )
     .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
     .owns(
-        Api::<ControllerRevision>::all(client),
+        Api::<ControllerRevision>::all(client.clone()),
         watcher::Config::default(),
+    );
+    drive(
+        controller,
+        "statefulset-controller",
+        &client,
+        &opts,
+        shutdown,
+        reconcile,
     )
-    .with_config(Config::default().concurrency(opts.concurrency))
-    .graceful_shutdown_on(async move { token.cancelled().await })
-    .run(reconcile, error_policy, ctx)
-    .for_each(|res| async move {
-        if let Err(e) = res {
-            crate::log_controller_error("statefulset", &e);
-        }
-    })
     .await;
 }
 
