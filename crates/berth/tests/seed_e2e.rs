@@ -116,8 +116,9 @@ fn trust_cluster(s: &Server, host: &str, ca_pem: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_seed_workflow_runs_a_private_image_and_trust_is_fixed_cluster_wide_without_restart() {
+/// A TLS + htpasswd docker-registry whose CA nobody trusts yet, holding `janedoe/awesomeapp:v1`. Fails unless
+/// run as root (the tests run containers with runc).
+async fn private_registry() -> (TestPki, Registry, testkit::image::Image) {
     assert!(
         is_root(),
         "this test runs containers with runc and must run as root"
@@ -139,9 +140,12 @@ async fn the_seed_workflow_runs_a_private_image_and_trust_is_fixed_cluster_wide_
         )
         .await
         .unwrap();
-    let host = registry.host_port();
-    let image_ref = format!("{host}/janedoe/awesomeapp:v1");
+    (pki, registry, image)
+}
 
+/// `berth server` with its embedded node agent on a fresh root and a 2 s first image pull back-off, so a trust fix
+/// shows within seconds. Bind as `let (_root, s)`: the server is dropped (stopped) before its root is removed.
+fn server_with_agent() -> (tempfile::TempDir, Server) {
     let node_root = tempfile::tempdir().unwrap();
     let s = Server::start_with(&[
         "--root",
@@ -149,6 +153,16 @@ async fn the_seed_workflow_runs_a_private_image_and_trust_is_fixed_cluster_wide_
         "--image-pull-backoff",
         "2s",
     ]);
+    (node_root, s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_workflow_runs_a_private_image_and_trust_is_fixed_cluster_wide_without_restart() {
+    let (pki, registry, image) = private_registry().await;
+    let host = registry.host_port();
+    let image_ref = format!("{host}/janedoe/awesomeapp:v1");
+
+    let (_node_root, s) = server_with_agent();
 
     // The node registers and is Ready.
     wait_for(&s, "a Ready node", Duration::from_secs(60), || {
@@ -333,26 +347,7 @@ spec:
 /// host:port cluster-wide lets the pod start without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_blob_cdn_is_named_in_the_event_and_trusting_it_cluster_wide_heals_the_pod() {
-    assert!(
-        is_root(),
-        "this test runs containers with runc and must run as root"
-    );
-    let pki = TestPki::new().unwrap();
-    let registry = Registry::start(
-        RegistryOptions::new()
-            .tls(pki.server(["127.0.0.1"]).unwrap(), pki.ca_pem())
-            .htpasswd([User::new("janedoe", PASSWORD)]),
-    )
-    .await
-    .unwrap();
-    awesomeapp()
-        .push(
-            &registry,
-            "janedoe/awesomeapp:v1",
-            Some(&Credentials::new("janedoe", PASSWORD)),
-        )
-        .await
-        .unwrap();
+    let (_pki, registry, _image) = private_registry().await;
     let cdn_pki = TestPki::named("cdn").unwrap();
     let cdn = Cdn::start(
         &registry,
@@ -369,13 +364,7 @@ async fn an_untrusted_blob_cdn_is_named_in_the_event_and_trusting_it_cluster_wid
     let cdn_host = cdn.addr().to_string();
     assert!(cdn_host.starts_with("127.0.0.2:"), "{cdn_host}");
 
-    let node_root = tempfile::tempdir().unwrap();
-    let s = Server::start_with(&[
-        "--root",
-        node_root.path().to_str().unwrap(),
-        "--image-pull-backoff",
-        "2s",
-    ]);
+    let (_node_root, s) = server_with_agent();
     trust_cluster(&s, &host, front_pki.ca_pem());
     s.kubectl(&[
         "create",
