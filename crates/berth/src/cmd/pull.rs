@@ -46,14 +46,19 @@ impl RootArgs {
 
     /// The layer snapshotter in the root's `unpack/` folder.
     pub fn snapshotter(&self) -> anyhow::Result<unpack::Snapshotter> {
-        let dir = self.dir().join(UNPACK_DIR);
-        unpack::Snapshotter::open(&dir)
-            .with_context(|| format!("cannot open the snapshotter at {}", dir.display()))
+        open_snapshotter(&self.dir())
     }
 }
 
+/// The layer snapshotter under a berth root (`<root>/unpack`).
+pub fn open_snapshotter(root: &Path) -> anyhow::Result<unpack::Snapshotter> {
+    let dir = root.join(UNPACK_DIR);
+    unpack::Snapshotter::open(&dir)
+        .with_context(|| format!("cannot open the snapshotter at {}", dir.display()))
+}
+
 /// Folder of the snapshotter under the berth root.
-pub const UNPACK_DIR: &str = "unpack";
+const UNPACK_DIR: &str = "unpack";
 
 /// `--creds USER[:PASS]` as parsed: the password, when given, is held only in a redacting type, so a `{:?}` of
 /// the arguments never shows it.

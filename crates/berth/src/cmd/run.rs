@@ -19,7 +19,7 @@ use runtime::{
 };
 use unpack::{SnapshotId, Snapshotter};
 
-use super::pull::{RegistryArgs, RootArgs};
+use super::pull::{RegistryArgs, RootArgs, open_snapshotter};
 
 /// Folder of the container runtime state under the berth root.
 const RUNTIME_DIR: &str = "runtime";
@@ -123,12 +123,6 @@ pub struct ShimArgs {
     pub state_root: PathBuf,
     /// The container id
     pub id: String,
-}
-
-fn open_snapshotter(root: &Path) -> anyhow::Result<Snapshotter> {
-    let dir = root.join(super::pull::UNPACK_DIR);
-    Snapshotter::open(&dir)
-        .with_context(|| format!("cannot open the snapshotter at {}", dir.display()))
 }
 
 fn open_runtime(root: &Path) -> anyhow::Result<Runtime> {
