@@ -51,6 +51,7 @@
 
 mod digest;
 mod error;
+mod follow;
 mod fsutil;
 mod gc;
 mod images;
@@ -64,6 +65,7 @@ use std::path::PathBuf;
 
 pub use digest::{Algorithm, Descriptor, Digest, DigestError, Digester};
 pub use error::{Error, Result};
+pub use follow::{DEFAULT_STALL_TIMEOUT, Following};
 pub use gc::{GcOptions, GcReport};
 pub use images::ImageRecord;
 pub use lease::Lease;

@@ -4,6 +4,8 @@
 
 use oci::Digest;
 
+use crate::peers::BlobOrigin;
+
 /// One step of a pull, in the order they happen for each blob.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Progress {
@@ -48,6 +50,12 @@ pub enum Progress {
 pub trait ProgressSink: Send + Sync {
     /// One event.
     fn event(&self, event: Progress);
+
+    /// Where the bytes of `digest` come from, told before its [`Progress::BlobStarted`] (again, with
+    /// [`BlobOrigin::Registry`], when a peer failed and the blob is fetched afresh). Ignored by default.
+    fn blob_source(&self, digest: &Digest, origin: &BlobOrigin) {
+        let _ = (digest, origin);
+    }
 }
 
 impl<F: Fn(Progress) + Send + Sync> ProgressSink for F {

@@ -2,8 +2,11 @@
 //! bounded parallel fetch of config and layers, the hand-off of each byte stream to a blocking
 //! writer thread (hashing and disk writes never run on the async executor), and the order of
 //! commits: every blob verified and committed before the image record that names it, and before
-//! the unpack task (which overlaps the rest of the download) may read it. It must
-//! never keep an unverified byte visible and never retry a failure another credential cannot fix.
+//! the unpack task (which overlaps the rest of the download) may read it. With peers, each blob
+//! is asked of them first (after the registry resolved the manifest with the caller's
+//! credentials); a failing or lying peer costs one discarded attempt, then the registry. It must
+//! never keep an unverified byte visible, never resume a peer's partial bytes from the registry,
+//! and never retry a failure another credential cannot fix.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +19,7 @@ use std::sync::mpsc;
 use tokio::sync::mpsc as tokio_mpsc;
 
 use crate::error::{AttemptFailure, PullError};
+use crate::peers::{BlobOrigin, BlobPeers, BlobSource, BlobTicket};
 use crate::progress::{Discard, Progress, ProgressSink};
 
 /// How many blobs of one image download at once unless configured otherwise. containerd uses 3;
@@ -105,6 +109,7 @@ pub struct Puller {
     store: content::Store,
     opts: PullOptions,
     snapshotter: Option<Arc<unpack::Snapshotter>>,
+    peers: Option<Arc<dyn BlobPeers>>,
 }
 
 impl Puller {
@@ -115,7 +120,16 @@ impl Puller {
             store,
             opts,
             snapshotter: None,
+            peers: None,
         }
+    }
+
+    /// Ask `peers` for each blob before the registry. The manifest still comes from the registry
+    /// with the request's credentials, so peers only ever serve blobs of an image the caller may
+    /// pull; their bytes are verified at commit, and any peer failure falls back to the registry.
+    pub fn with_peers(mut self, peers: Arc<dyn BlobPeers>) -> Self {
+        self.peers = Some(peers);
+        self
     }
 
     /// Unpack every pulled image into `snapshotter` (on the blocking pool; layers already
@@ -343,7 +357,9 @@ impl Puller {
     }
 
     /// Downloads one blob into the store unless it is there (or another pull is writing it, in
-    /// which case this waits and finds it committed). Returns the bytes downloaded.
+    /// which case this waits and finds it committed). With peers, they are asked first; a peer
+    /// attempt that fails in any way (including the digest check at commit) leaves nothing behind
+    /// and the blob is fetched from the registry. Returns the bytes downloaded.
     async fn fetch_blob(
         &self,
         repo: &Repository,
@@ -351,31 +367,106 @@ impl Puller {
         lease: &content::Lease,
         sink: Arc<dyn ProgressSink>,
     ) -> Result<u64, PullError> {
-        let acquired = self
-            .store
-            .acquire_async(desc.digest.to_string(), desc.clone(), Some(lease.clone()))
-            .await?;
-        let writer = match acquired {
-            content::Acquired::Exists(_) => {
-                sink.event(Progress::BlobDone {
-                    digest: desc.digest.clone(),
-                    size: desc.size,
-                    existed: true,
-                });
-                return Ok(0);
+        let mut ticket: Option<Box<dyn BlobTicket>> = None;
+        let mut ask_peers = self.peers.is_some();
+        loop {
+            let acquired = self
+                .store
+                .acquire_async(desc.digest.to_string(), desc.clone(), Some(lease.clone()))
+                .await?;
+            let writer = match acquired {
+                content::Acquired::Exists(_) => {
+                    sink.event(Progress::BlobDone {
+                        digest: desc.digest.clone(),
+                        size: desc.size,
+                        existed: true,
+                    });
+                    return Ok(0);
+                }
+                content::Acquired::Writer(w) => w,
+            };
+            let offset = writer.offset();
+            let source = match &self.peers {
+                Some(peers) if ask_peers && offset < desc.size => {
+                    ask_peers = false;
+                    let located = peers.locate(desc, offset).await;
+                    ticket = Some(located.ticket);
+                    located.source
+                }
+                _ => BlobSource::Registry,
+            };
+            match source {
+                BlobSource::Peer(blob) => {
+                    let peer = blob.peer;
+                    sink.blob_source(&desc.digest, &BlobOrigin::Peer(peer.clone()));
+                    let who = peer.clone();
+                    let body = blob.body.map_err(move |e| {
+                        PullError::Internal(format!("reading the blob from peer {who}: {e}"))
+                    });
+                    match self
+                        .write_blob(writer, desc, Some(Ok(body)), true, &sink)
+                        .await
+                    {
+                        Ok(n) => {
+                            if let Some(t) = ticket.take() {
+                                t.committed();
+                            }
+                            return Ok(n);
+                        }
+                        Err(e) => {
+                            tracing::warn!(
+                                digest = %desc.digest, %peer, error = %e,
+                                "blob from a peer failed; fetching it from the registry"
+                            );
+                        }
+                    }
+                }
+                BlobSource::Registry => {
+                    sink.blob_source(&desc.digest, &BlobOrigin::Registry);
+                    let body = if offset < desc.size {
+                        Some(
+                            repo.fetch_blob(desc, offset)
+                                .await
+                                .map(|b| b.map_err(PullError::from))
+                                .map_err(PullError::from),
+                        )
+                    } else {
+                        None
+                    };
+                    let n = self.write_blob(writer, desc, body, false, &sink).await?;
+                    if let Some(t) = ticket.take() {
+                        t.committed();
+                    }
+                    return Ok(n);
+                }
             }
-            content::Acquired::Writer(w) => w,
-        };
-        let offset = writer.offset();
+        }
+    }
+
+    /// Streams `body` into `writer` (from its offset) on a blocking writer thread and commits it.
+    /// With `discard_partial`, a download that stops early discards the ingest instead of keeping
+    /// it for a resume (bytes from an untrusted peer are never resumed from the registry).
+    async fn write_blob<S>(
+        &self,
+        writer: content::Writer,
+        desc: &Descriptor,
+        body: Option<Result<S, PullError>>,
+        discard_partial: bool,
+        sink: &Arc<dyn ProgressSink>,
+    ) -> Result<u64, PullError>
+    where
+        S: futures_util::Stream<Item = Result<Bytes, PullError>> + Unpin,
+    {
         sink.event(Progress::BlobStarted {
             digest: desc.digest.clone(),
             size: desc.size,
-            offset,
+            offset: writer.offset(),
         });
 
         // The writer lives on a blocking thread: it hashes and writes while this task keeps
         // reading the network. It commits only on `Finish`; if the download fails, the channel
-        // closes without it and the partial ingest is kept for the next pull to resume.
+        // closes without it and the partial ingest is kept for the next pull to resume (or
+        // discarded, for a peer's bytes).
         let (tx, mut rx) = tokio_mpsc::channel::<Chunk>(CHANNEL_DEPTH);
         let writing = tokio::task::spawn_blocking(move || -> Result<bool, content::Error> {
             let mut writer = writer;
@@ -385,17 +476,15 @@ impl Puller {
                     Chunk::Finish => return writer.commit().map(|_| true),
                 }
             }
+            if discard_partial {
+                writer.discard()?;
+            }
             Ok(false)
         });
 
-        let mut body = if offset < desc.size {
-            Some(repo.fetch_blob(desc, offset).await)
-        } else {
-            None
-        };
         let mut received = 0u64;
         let download = async {
-            if let Some(body) = body.take() {
+            if let Some(body) = body {
                 let mut body = body?;
                 while let Some(chunk) = body.next().await {
                     let chunk = chunk?;

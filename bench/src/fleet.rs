@@ -1,0 +1,578 @@
+//! bench-fleet: a fleet of `berth agent`s on this machine pulls one realistic image at the same moment, for a
+//! Deployment with one replica per node (berth's scheduler spreads by fewest pods), and the run reports the
+//! registry's egress for the image as a multiple of the image's size (from its access log: blob GETs answered
+//! with bytes, times each blob's size) and the fleet's wall time (from `kubectl apply` until every pod is Running)
+//! against one plain `berth pull` of the same image into a fresh root. The goals of issue 8: egress at most 1.5x
+//! the image size, fleet time at most 2x one pull. With `--without-peers` the same fleet runs again with
+//! `--no-peer-blobs` for comparison. Image and registry come from `bench::fixture` (TLS + htpasswd, the image
+//! cached under `target/bench-cache`).
+//!
+//! It owns nothing berth ships; it must never talk to anything but loopback, and never leave a process or
+//! mount behind: it deletes its Deployment, waits for the pods to be gone, stops the agents and the server,
+//! and checks its work directory for leftovers before removing it.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use bench::fixture::{BenchRegistry, Layout, build_image, runnable_image};
+use bench::measure::{loadavg, measure};
+use clap::Parser;
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+struct Args {
+    /// The berth binary to measure (a release build)
+    #[arg(long, default_value = "target/release/berth")]
+    berth: PathBuf,
+    /// kubectl to drive the cluster with
+    #[arg(long, default_value = "/usr/bin/kubectl")]
+    kubectl: PathBuf,
+    /// Uncompressed size of the realistic image, MiB
+    #[arg(long, default_value_t = 1024)]
+    size_mib: u64,
+    /// Realistic layers (a small busybox layer is added on top to make it runnable)
+    #[arg(long, default_value_t = 8)]
+    layers: usize,
+    /// Agents in the fleet (one replica each)
+    #[arg(long, default_value_t = 10)]
+    nodes: usize,
+    /// Also run the fleet with `--no-peer-blobs` (every node from the registry) for comparison
+    #[arg(long)]
+    without_peers: bool,
+    /// Where built images are cached
+    #[arg(long, default_value = "target/bench-cache")]
+    cache: PathBuf,
+    /// Longest wait for the rollout, seconds
+    #[arg(long, default_value_t = 1200)]
+    timeout_secs: u64,
+}
+
+/// A child process stopped with SIGTERM (then SIGKILL after 60 s) when dropped.
+struct Proc {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &str, cmd: &mut Command, log: PathBuf) -> anyhow::Result<Proc> {
+        let out = std::fs::File::create(&log)
+            .with_context(|| format!("creating the log {}", log.display()))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {name}: {cmd:?}"))?;
+        Ok(Proc {
+            name: name.to_string(),
+            child: Some(child),
+            log,
+        })
+    }
+
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(c) = self.child.as_mut()
+            && let Some(status) = c.try_wait()?
+        {
+            self.child = None;
+            bail!(
+                "{} exited early ({status}); log tail:\n{}",
+                self.name,
+                tail(&self.log, 30)
+            );
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SAFETY: kill on the pid of a child this process spawned and has not reaped yet.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                _ => {
+                    eprintln!(
+                        "warning: {} ignored SIGTERM for 60 s; killing it",
+                        self.name
+                    );
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// `berth server --no-agent` and `nodes` `berth agent`s on this machine, under `dir`.
+struct Fleet {
+    kubectl: PathBuf,
+    berth: PathBuf,
+    dir: PathBuf,
+    data: PathBuf,
+    home: PathBuf,
+    roots: Vec<PathBuf>,
+    server: Proc,
+    agents: Vec<Proc>,
+}
+
+impl Fleet {
+    fn start(args: &Args, dir: PathBuf, peers: bool) -> anyhow::Result<Fleet> {
+        let _ = std::fs::remove_dir_all(&dir);
+        let data = dir.join("data");
+        let home = dir.join("home");
+        std::fs::create_dir_all(&home)?;
+        let port = free_port()?;
+        let server = Proc::spawn(
+            "berth server",
+            Command::new(&args.berth)
+                .args(["server", "--no-agent", "--data-dir"])
+                .arg(&data)
+                .args(["--listen", &format!("127.0.0.1:{port}")]),
+            dir.join("server.log"),
+        )?;
+        let mut fleet = Fleet {
+            kubectl: args.kubectl.clone(),
+            berth: args.berth.clone(),
+            dir: dir.clone(),
+            data: data.clone(),
+            home,
+            roots: Vec::new(),
+            server,
+            agents: Vec::new(),
+        };
+        fleet.wait(
+            Duration::from_secs(120),
+            "the API server to be ready",
+            |f| {
+                Ok(f.kubeconfig().exists()
+                    && f.kubectl(&["get", "--raw", "/readyz"])
+                        .is_ok_and(|s| s.trim() == "ok"))
+            },
+        )?;
+        for i in 0..args.nodes {
+            let root = dir.join(format!("node-{i}"));
+            let mut cmd = Command::new(&args.berth);
+            cmd.args(["agent", "--server", &format!("https://127.0.0.1:{port}")])
+                .arg("--token-file")
+                .arg(data.join("node.token"))
+                .arg("--ca-file")
+                .arg(data.join("pki/ca.crt"))
+                .args(["--node-name", &format!("fleet-node-{i}")])
+                .arg("--root")
+                .arg(&root)
+                .args(["--agent-listen", &format!("127.0.0.1:{}", free_port()?)]);
+            if !peers {
+                cmd.arg("--no-peer-blobs");
+            }
+            fleet.agents.push(Proc::spawn(
+                &format!("berth agent fleet-node-{i}"),
+                &mut cmd,
+                dir.join(format!("agent-{i}.log")),
+            )?);
+            fleet.roots.push(root);
+        }
+        let n = args.nodes;
+        fleet.wait(Duration::from_secs(120), "every node to be Ready", |f| {
+            let nodes: Value = serde_json::from_str(&f.kubectl(&["get", "nodes", "-o", "json"])?)?;
+            let ready = nodes["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|n| {
+                    n["status"]["conditions"].as_array().is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    })
+                })
+                .count();
+            Ok(ready == n)
+        })?;
+        Ok(fleet)
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.data.join("admin.kubeconfig")
+    }
+
+    fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .env_remove("KUBECONFIG")
+            .env("HOME", &self.home)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running {}", self.kubectl.display()))?;
+        ensure!(
+            out.status.success(),
+            "kubectl {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn alive(&mut self) -> anyhow::Result<()> {
+        self.server.check_alive()?;
+        for a in &mut self.agents {
+            a.check_alive()?;
+        }
+        Ok(())
+    }
+
+    /// Polls `done` every 200 ms until it holds, failing after `limit` or when a process died.
+    fn wait(
+        &mut self,
+        limit: Duration,
+        what: &str,
+        mut done: impl FnMut(&Fleet) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            self.alive()?;
+            if done(self).unwrap_or(false) {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "timed out after {limit:?} waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Trusts the registry's CA cluster-wide (every node applies it) and creates the pull Secret.
+    fn prepare(&mut self, reg: &BenchRegistry) -> anyhow::Result<()> {
+        let host = reg.host_port();
+        let out = Command::new(&self.berth)
+            .args(["trust", "add", "--cluster", &host, "--ca-file"])
+            .arg(&reg.ca_file)
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .env("HOME", &self.home)
+            .output()
+            .context("running berth trust add --cluster")?;
+        ensure!(
+            out.status.success(),
+            "berth trust add --cluster {host} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let roots = self.roots.clone();
+        self.wait(
+            Duration::from_secs(60),
+            "every node to apply the registry trust",
+            |_| {
+                Ok(roots
+                    .iter()
+                    .all(|r| mentions(&r.join("cluster-hosts"), &host)))
+            },
+        )?;
+        self.kubectl(&["apply", "-f", &reg.secret.display().to_string()])?;
+        Ok(())
+    }
+
+    /// Applies a Deployment of one replica per node and returns the time until all are Running, with the
+    /// number of pods per node.
+    fn rollout(
+        &mut self,
+        image: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<(Duration, BTreeMap<String, usize>)> {
+        let n = self.agents.len();
+        let spec = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "fleet"},
+            "spec": {
+                "replicas": n,
+                "selector": {"matchLabels": {"app": "fleet"}},
+                "template": {
+                    "metadata": {"labels": {"app": "fleet"}},
+                    "spec": {
+                        "terminationGracePeriodSeconds": 1,
+                        "imagePullSecrets": [{"name": "bench"}],
+                        "containers": [{"name": "app", "image": image}]
+                    }
+                }
+            }
+        });
+        let file = self.dir.join("fleet.json");
+        std::fs::write(&file, spec.to_string())?;
+        let start = Instant::now();
+        self.kubectl(&["apply", "-f", &file.display().to_string()])?;
+        let mut per_node = BTreeMap::new();
+        self.wait(timeout, "every pod of the fleet to be Running", |f| {
+            let pods: Value = serde_json::from_str(&f.kubectl(&[
+                "get",
+                "pods",
+                "-l",
+                "app=fleet",
+                "-o",
+                "json",
+            ])?)?;
+            per_node.clear();
+            for p in pods["items"].as_array().into_iter().flatten() {
+                if p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()
+                {
+                    let node = p["spec"]["nodeName"].as_str().unwrap_or("").to_string();
+                    *per_node.entry(node).or_insert(0) += 1;
+                }
+            }
+            Ok(per_node.values().sum::<usize>() >= n)
+        })?;
+        Ok((start.elapsed(), per_node))
+    }
+
+    /// Deletes the Deployment, waits for its pods to be gone, stops every process and removes the work
+    /// directory after checking that nothing is left under it.
+    fn shutdown(mut self) -> anyhow::Result<()> {
+        let deleted = self.kubectl(&[
+            "delete",
+            "deployment",
+            "fleet",
+            "--ignore-not-found",
+            "--wait=true",
+        ]);
+        let gone = deleted.and_then(|_| {
+            self.wait(
+                Duration::from_secs(300),
+                "the fleet's pods to be deleted",
+                |f| {
+                    let pods: Value = serde_json::from_str(&f.kubectl(&[
+                        "get",
+                        "pods",
+                        "-l",
+                        "app=fleet",
+                        "-o",
+                        "json",
+                    ])?)?;
+                    Ok(pods["items"].as_array().is_none_or(Vec::is_empty))
+                },
+            )
+        });
+        for a in &mut self.agents {
+            a.stop();
+        }
+        self.server.stop();
+        gone?;
+        let left = leftovers(&self.dir);
+        ensure!(
+            left.is_empty(),
+            "left behind under {} (not removed; clean up by hand): {}",
+            self.dir.display(),
+            left.join("; ")
+        );
+        std::fs::remove_dir_all(&self.dir)
+            .with_context(|| format!("removing {}", self.dir.display()))
+    }
+}
+
+/// Mounts and processes that still reference `dir`.
+fn leftovers(dir: &Path) -> Vec<String> {
+    let needle = dir.display().to_string();
+    let mut found = Vec::new();
+    for line in std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+    {
+        if let Some(point) = line.split(' ').nth(4)
+            && point.starts_with(&needle)
+        {
+            found.push(format!("mount {point}"));
+        }
+    }
+    let me = std::process::id().to_string();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+            continue;
+        }
+        if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(&needle) {
+                found.push(format!("process {pid}: {}", cmdline.trim()));
+            }
+        }
+    }
+    found
+}
+
+/// Whether any file under `dir` contains `text`.
+fn mentions(dir: &Path, text: &str) -> bool {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    rd.flatten().any(|e| {
+        let p = e.path();
+        if p.is_dir() {
+            mentions(&p, text)
+        } else {
+            std::fs::read_to_string(&p).is_ok_and(|s| s.contains(text))
+        }
+    })
+}
+
+/// Size in bytes of every blob of the layout, by digest.
+fn blob_sizes(layout: &Layout) -> anyhow::Result<BTreeMap<String, u64>> {
+    let mut out = BTreeMap::new();
+    for d in layout
+        .layers
+        .iter()
+        .chain([&layout.config, &layout.manifest])
+    {
+        let path = layout
+            .dir
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"));
+        let size = std::fs::metadata(&path)
+            .with_context(|| format!("reading the size of {}", path.display()))?
+            .len();
+        out.insert(d.clone(), size);
+    }
+    Ok(out)
+}
+
+/// Registry bytes served for the image's blobs between two access-log counts.
+fn egress(
+    sizes: &BTreeMap<String, u64>,
+    before: &BTreeMap<String, usize>,
+    after: &BTreeMap<String, usize>,
+) -> (u64, Vec<usize>) {
+    let mut bytes = 0;
+    let mut gets = Vec::new();
+    for (digest, size) in sizes {
+        let n = after.get(digest).unwrap_or(&0) - before.get(digest).unwrap_or(&0);
+        bytes += n as u64 * size;
+        gets.push(n);
+    }
+    (bytes, gets)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    ensure!(
+        args.berth.exists(),
+        "{} not found: build it with `cargo build --release -p berth`",
+        args.berth.display()
+    );
+    ensure!(args.nodes >= 2, "a fleet needs at least 2 nodes");
+    let rt = tokio::runtime::Runtime::new()?;
+    let reg = rt.block_on(BenchRegistry::start("berth-bench-fleet"))?;
+    let base = build_image(&args.cache, args.size_mib, args.layers)?;
+    let layout = runnable_image(&base)?;
+    let repo_name = "bench/fleet";
+    let image = format!("{}/{repo_name}:{}m", reg.host_port(), args.size_mib);
+    reg.push(&layout, &image)?;
+    let sizes = blob_sizes(&layout)?;
+    let image_bytes: u64 = sizes
+        .iter()
+        .filter(|(d, _)| **d != layout.manifest)
+        .map(|(_, s)| s)
+        .sum();
+    eprintln!("load before: {}", loadavg());
+
+    // Reference: one plain `berth pull` (fetch, verify, commit, unpack) into a fresh root.
+    let root = reg.work.join("pull-root");
+    let pull = measure(
+        Command::new(&args.berth)
+            .arg("pull")
+            .arg(&image)
+            .arg("--secret")
+            .arg(&reg.secret)
+            .arg("--ca-file")
+            .arg(&reg.ca_file)
+            .arg("--root")
+            .arg(&root)
+            .stderr(Stdio::null()),
+    )
+    .context("running the reference berth pull")?;
+    std::fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
+    eprintln!("one berth pull: {:.2} s", pull.wall.as_secs_f64());
+
+    println!(
+        "| nodes | peer sharing | image (layers + config) | registry egress | x image | fleet wall | one pull | x one pull | pods per node |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let modes: &[bool] = if args.without_peers {
+        &[true, false]
+    } else {
+        &[true]
+    };
+    let mut failed = Vec::new();
+    for &peers in modes {
+        let dir = reg
+            .work
+            .join(format!("fleet-{}", if peers { "p2p" } else { "registry" }));
+        let mut fleet = Fleet::start(&args, dir, peers)?;
+        let before = rt.block_on(reg.blob_downloads(repo_name));
+        let outcome = fleet
+            .prepare(&reg)
+            .and_then(|_| fleet.rollout(&image, Duration::from_secs(args.timeout_secs)));
+        let after = rt.block_on(reg.blob_downloads(repo_name));
+        let stopped = fleet.shutdown();
+        let (wall, per_node) = outcome?;
+        stopped?;
+        let (bytes, gets) = egress(&sizes, &before, &after);
+        let times_image = bytes as f64 / image_bytes as f64;
+        let times_pull = wall.as_secs_f64() / pull.wall.as_secs_f64();
+        println!(
+            "| {} | {} | {:.1} MiB | {:.1} MiB | {times_image:.2}x | {:.1} s | {:.1} s | {times_pull:.2}x | {} |",
+            args.nodes,
+            if peers { "on" } else { "off (--no-peer-blobs)" },
+            image_bytes as f64 / 1048576.0,
+            bytes as f64 / 1048576.0,
+            wall.as_secs_f64(),
+            pull.wall.as_secs_f64(),
+            per_node
+                .values()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        eprintln!(
+            "registry GETs per blob ({}): {gets:?}",
+            if peers { "p2p" } else { "registry" }
+        );
+        if peers && (times_image > 1.5 || times_pull > 2.0) {
+            failed.push(format!(
+                "egress {times_image:.2}x the image (goal <= 1.5x), fleet {times_pull:.2}x one pull (goal <= 2x)"
+            ));
+        }
+    }
+    eprintln!("load after: {}", loadavg());
+    if !failed.is_empty() {
+        bail!("goals missed: {}", failed.join("; "));
+    }
+    Ok(())
+}
