@@ -8,17 +8,23 @@
 //! records), `pki/` (the log endpoint's self-signed serving certificate) and `cluster-hosts/` (the hosts
 //! directory materialised from `RegistryHost` objects).
 //!
+//! Nodes share image blobs: each agent serves its content store to registered Nodes and asks them before the
+//! registry, coordinated through one Lease per blob in `kube-system` (see `peers`); every byte from a peer is
+//! verified against the registry's manifest.
+//!
 //! It never reads a Secret of another namespace for a Pod, never stops containers on its own shutdown (a
 //! restarted agent re-adopts them from the runtime's state) and never puts a credential in a log, Event or
 //! annotation. Pull logic lives in crate `podpull`; runc logic in crate `runtime`.
 
 mod backoff;
+mod check;
 mod env;
 mod error;
 mod events;
 mod logs;
 mod netns;
 mod node;
+mod peers;
 mod pods;
 mod progress;
 mod server;
@@ -43,6 +49,8 @@ pub const SERVING_CERT_ANNOTATION: &str = "berth.dev/serving-cert-sha256";
 
 /// Annotation on a Pod with the per-layer progress of its current image pull (JSON).
 pub const PULL_PROGRESS_ANNOTATION: &str = "berth.dev/pull-progress";
+
+pub use peers::{BLOB_NODES_ANNOTATION, CLAIM_NAMESPACE, TRACKER_LABEL, tracker_name};
 
 /// The only client certificate common name the log endpoint accepts.
 pub const APISERVER_CLIENT_CN: &str = "berth:apiserver";
@@ -96,6 +104,9 @@ pub struct AgentConfig {
     pub shim: ShimCommand,
     /// A specific runc binary (default: found on PATH).
     pub runc: Option<PathBuf>,
+    /// Share blobs with other nodes: serve this node's content store on `GET /blobs/{digest}` to registered
+    /// Nodes and ask them (coordinated through a Lease per blob) before the registry (default on).
+    pub peer_blobs: bool,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -108,6 +119,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("hosts_dir", &self.hosts_dir)
             .field("docker_config", &self.docker_config)
             .field("crash_backoff", &self.crash_backoff)
+            .field("peer_blobs", &self.peer_blobs)
             .finish_non_exhaustive()
     }
 }
@@ -136,6 +148,7 @@ impl AgentConfig {
             verify_pull_credentials: true,
             shim,
             runc: None,
+            peer_blobs: true,
         }
     }
 }
@@ -161,10 +174,18 @@ pub async fn run_with_ready(
     shutdown: CancellationToken,
     ready: tokio::sync::oneshot::Sender<Started>,
 ) -> Result<(), AgentError> {
-    let agent = pods::Agent::open(&config).await?;
+    let identity = server::ServingIdentity::load_or_create(&config.root, &config.node_name)?;
+    let peers = config.peer_blobs.then(|| {
+        Arc::new(peers::Peers::new(
+            &config.node_name,
+            config.client.clone(),
+            identity.cert.clone(),
+            identity.key.clone_key(),
+        )) as Arc<dyn image::BlobPeers>
+    });
+    let agent = pods::Agent::open(&config, peers).await?;
     let agent = Arc::new(agent);
 
-    let identity = server::ServingIdentity::load_or_create(&config.root, &config.node_name)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| AgentError::Listen {

@@ -80,6 +80,10 @@ pub(crate) struct Agent {
     pub runtime: Runtime,
     pub snapshotter: Arc<unpack::Snapshotter>,
     pub images: podpull::ImageManager,
+    /// The node's content store (served to peer nodes by the agent's endpoint).
+    pub store: content::Store,
+    /// The registry trust pulls use (node hosts directory + cluster RegistryHosts), for registry checks.
+    pub trust: crate::trust::LayeredTrust,
     pub events: EventSink,
     events_stop: CancellationToken,
     pub shim: ShimCommand,
@@ -100,8 +104,11 @@ fn blocking_err<E: std::fmt::Display>(e: E) -> String {
 }
 
 impl Agent {
-    /// Open the node's stores and runtime under the root.
-    pub async fn open(config: &AgentConfig) -> Result<Agent, AgentError> {
+    /// Open the node's stores and runtime under the root; pulls ask `peers` for blobs first when given.
+    pub async fn open(
+        config: &AgentConfig,
+        peers: Option<Arc<dyn image::BlobPeers>>,
+    ) -> Result<Agent, AgentError> {
         let root = config.root.clone();
         std::fs::create_dir_all(&root).map_err(|e| AgentError::io("creating", &root, e))?;
         let runtime_root = root.join("runtime");
@@ -145,12 +152,15 @@ impl Agent {
             })?;
         let trust = crate::trust::LayeredTrust { local, cluster };
         let client = registry::Client::new(registry::ClientConfig {
-            hosts: Arc::new(trust),
+            hosts: Arc::new(trust.clone()),
             ..registry::ClientConfig::default()
         })
         .map_err(|e| AgentError::Registry(e.to_string()))?;
-        let puller = image::Puller::new(client, store, image::PullOptions::default())
+        let mut puller = image::Puller::new(client, store.clone(), image::PullOptions::default())
             .with_snapshotter(snapshotter.clone());
+        if let Some(peers) = peers {
+            puller = puller.with_peers(peers);
+        }
         let images = podpull::ImageManager::new(
             puller,
             &root.join("image_manager"),
@@ -180,6 +190,8 @@ impl Agent {
             runtime,
             snapshotter,
             images,
+            store,
+            trust,
             events,
             events_stop,
             shim: config.shim.clone(),

@@ -1,12 +1,14 @@
 //! OpenAPI v3 documents berth serves at `/openapi/v3` (the index) and `/openapi/v3/<group-version>`, for
 //! kubectl's field-validation probe (`create -f`, `apply -f`, `apply --server-side`) and `kubectl explain`.
 //!
-//! Each group-version document carries one PATCH operation per kind, tagged with
+//! Each group-version document carries one PATCH operation per kind (a POST on the collection for the
+//! create-only `RegistryCheck`, as upstream documents `tokenreviews`), tagged with
 //! `x-kubernetes-group-version-kind` and listing the `fieldValidation` parameter (what kubectl looks for
 //! before sending `fieldValidation=Strict`), and `components.schemas` with every type reachable from the
 //! kinds, with upstream descriptions, so `kubectl explain pod.spec.imagePullSecrets` prints real text.
 //! The built-in schemas come from k8s-openapi's `schemars` impls (generated from the upstream OpenAPI
-//! spec, so they cannot drift from the typed structs); berth's RegistryHost schema is written here.
+//! spec, so they cannot drift from the typed structs); berth's RegistryHost and RegistryCheck schemas are
+//! written here.
 //! Patch-merge extensions are added from a small table. No `requestBody` is advertised: kubectl would
 //! then compute strategic merge patches from these schemas instead of its compiled-in types.
 //!
@@ -108,7 +110,22 @@ fn build() -> Built {
         add_patch_extensions(&mut schemas);
         let mut paths = Map::new();
         for info in &kinds {
-            paths.insert(item_path(info), patch_operation(info));
+            if info.verbs.contains(&"patch") {
+                paths.insert(item_path(info), patch_operation(info));
+            } else {
+                // A create-only (review-style) kind: upstream documents a POST on the collection. kubectl's
+                // fieldValidation probe reads PATCH operations only (and without it falls back to /openapi/v2,
+                // which berth does not serve), so the same path also carries a PATCH entry that says it is
+                // answered 405 and exists to advertise `fieldValidation` for the kind.
+                let mut item = create_operation(info);
+                let mut marker = patch_operation(info);
+                marker["patch"]["description"] = json!(format!(
+                    "not served ({} is create-only: the API answers 405); listed so clients see that creating a {} takes the fieldValidation parameter",
+                    info.plural, info.kind
+                ));
+                item["patch"] = marker["patch"].take();
+                paths.insert(info.collection_path(None), item);
+            }
         }
         let doc = json!({
             "openapi": "3.0.0",
@@ -175,7 +192,10 @@ fn component_schemas(group: &str, version: &str) -> Map<String, Value> {
     }
     let mut schemas = generator.take_definitions(true);
     if group == BERTH_GROUP {
-        for (name, schema) in registry_host_schemas() {
+        for (name, schema) in registry_host_schemas()
+            .into_iter()
+            .chain(registry_check_schemas())
+        {
             schemas.insert(name.into(), schema);
         }
     }
@@ -244,6 +264,27 @@ fn patch_operation(info: &ResourceInfo) -> Value {
             "401": {"description": "Unauthorized"},
         },
         "x-kubernetes-action": "patch",
+        "x-kubernetes-group-version-kind": {"group": info.group, "version": info.version, "kind": info.kind},
+    }})
+}
+
+/// The POST operation of a create-only kind, with the `fieldValidation` parameter kubectl looks for.
+fn create_operation(info: &ResourceInfo) -> Value {
+    let schema = json!({"$ref": format!("#/components/schemas/{}", info.schema_name)});
+    json!({"post": {
+        "description": format!("create a {}", info.kind),
+        "operationId": format!("create{}", &operation_id(info)["patch".len()..]),
+        "parameters": [{
+            "name": "fieldValidation", "in": "query",
+            "description": "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: Ignore, Warn (the default) and Strict.",
+            "schema": {"type": "string", "uniqueItems": true},
+        }],
+        "responses": {
+            "200": {"description": "OK", "content": {"application/json": {"schema": schema}}},
+            "201": {"description": "Created", "content": {"application/json": {"schema": schema}}},
+            "401": {"description": "Unauthorized"},
+        },
+        "x-kubernetes-action": "post",
         "x-kubernetes-group-version-kind": {"group": info.group, "version": info.version, "kind": info.kind},
     }})
 }
@@ -480,6 +521,76 @@ fn registry_host_schemas() -> Vec<(&'static str, Value)> {
     ]
 }
 
+fn registry_check_schemas() -> Vec<(&'static str, Value)> {
+    let meta_ref = "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+    vec![
+        (
+            "dev.berth.v1.RegistryCheck",
+            json!({
+                "description": "RegistryCheck asks a node agent to connect to a registry with the given credentials (or those of a Secret) and the node's own trust, and answers how that went: Accepted, Rejected, Unreachable, UntrustedCertificate or PlainHTTPOnly, with the failing host:port, the full message with its fix and, on request, the presented certificate chain. It is create-only and never stored; the password is never echoed back.",
+                "type": "object",
+                "properties": {
+                    "apiVersion": {"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object. Always berth.dev/v1."},
+                    "kind": {"type": "string", "description": "Kind is a string value representing the REST resource this object represents. Always RegistryCheck."},
+                    "metadata": {"allOf": [{"$ref": meta_ref}], "description": "Standard object's metadata (ignored: the check is never stored)."},
+                    "spec": {"allOf": [{"$ref": "#/components/schemas/dev.berth.v1.RegistryCheckSpec"}], "description": "What to check."},
+                    "status": {"allOf": [{"$ref": "#/components/schemas/dev.berth.v1.RegistryCheckStatus"}], "description": "The answer, filled in by the server."},
+                },
+            }),
+        ),
+        (
+            "dev.berth.v1.RegistryCheckSpec",
+            json!({
+                "description": "RegistryCheckSpec names the registry, the credentials and the node to check from.",
+                "type": "object",
+                "properties": {
+                    "server": {"type": "string", "description": "The registry as written in a registry Secret's auths key: host[:port], optionally with https:// and a path (https://index.docker.io/v1/ means Docker Hub). Defaults to the registry of image."},
+                    "username": {"type": "string", "description": "User name to log in with (with password)."},
+                    "password": {"type": "string", "description": "Password or token to log in with. Used once for the check; never stored, logged or returned."},
+                    "secretRef": {"allOf": [{"$ref": "#/components/schemas/dev.berth.v1.SecretReference"}], "description": "A kubernetes.io/dockerconfigjson or kubernetes.io/dockercfg Secret whose credential for the registry (kubelet's matching rules) is tested instead of username and password. The requester must be allowed to read it."},
+                    "nodeName": {"type": "string", "description": "The node whose agent runs the check; by default a Ready node."},
+                    "image": {"type": "string", "description": "An image reference whose repository is used for the login scope and whose manifest is checked (HEAD) with the credential."},
+                    "fetchCertificate": {"type": "boolean", "description": "Also fetch and return the certificate chain the registry (or the host that failed) presents."},
+                },
+            }),
+        ),
+        (
+            "dev.berth.v1.RegistryCheckStatus",
+            json!({
+                "description": "RegistryCheckStatus is the node agent's answer.",
+                "type": "object",
+                "properties": {
+                    "result": {"type": "string", "description": "Accepted, Rejected, Unreachable, UntrustedCertificate or PlainHTTPOnly."},
+                    "reason": {"type": "string", "description": "A machine-readable detail: the TLS failure class (unknown_authority, name_mismatch, ...) or the registry error kind (unauthorized, denied, network, ...)."},
+                    "host": {"type": "string", "description": "The host:port the result is about (the one that failed, e.g. a token server)."},
+                    "message": {"type": "string", "description": "What happened, in full, with the fix."},
+                    "nodeName": {"type": "string", "description": "The node whose agent ran the check."},
+                    "chain": {"type": "array", "items": {"$ref": "#/components/schemas/dev.berth.v1.CertificateSummary"}, "x-kubernetes-list-type": "atomic", "description": "The certificates the host presented, leaf first (when spec.fetchCertificate)."},
+                    "chainHost": {"type": "string", "description": "The host:port whose chain is in chain."},
+                    "verdict": {"type": "string", "description": "The verdict on chain: ok, or the TLS failure class."},
+                },
+            }),
+        ),
+        (
+            "dev.berth.v1.CertificateSummary",
+            json!({
+                "description": "CertificateSummary is one presented certificate as a person checks it.",
+                "type": "object",
+                "properties": {
+                    "subject": {"type": "string", "description": "Subject distinguished name."},
+                    "issuer": {"type": "string", "description": "Issuer distinguished name."},
+                    "sha256": {"type": "string", "description": "SHA-256 fingerprint of the DER certificate, as sha256:<64 lowercase hex digits>."},
+                    "notBefore": {"type": "string", "description": "Start of validity (RFC 3339)."},
+                    "notAfter": {"type": "string", "description": "End of validity (RFC 3339)."},
+                    "isCA": {"type": "boolean", "description": "The certificate is a CA (basicConstraints CA:TRUE)."},
+                    "selfSigned": {"type": "boolean", "description": "Issuer equals subject."},
+                    "pem": {"type": "string", "description": "The certificate in PEM (public data), for trusting it after the fingerprint is confirmed."},
+                },
+            }),
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -519,7 +630,11 @@ mod tests {
     fn every_kind_has_a_patch_operation_with_gvk_and_field_validation() {
         for info in resources::all() {
             let d = doc(&document_path(info.group, info.version));
-            let op = &d["paths"][item_path(info)]["patch"];
+            let op = if info.verbs.contains(&"patch") {
+                &d["paths"][item_path(info)]["patch"]
+            } else {
+                &d["paths"][info.collection_path(None)]["patch"]
+            };
             assert_eq!(
                 op["x-kubernetes-group-version-kind"],
                 json!({"group": info.group, "version": info.version, "kind": info.kind}),
@@ -657,6 +772,47 @@ mod tests {
             );
         }
         assert!(std::ptr::eq(index(), index()), "built once");
+    }
+
+    #[test]
+    fn registry_check_is_documented_as_a_post_on_its_collection_with_a_field_validation_marker() {
+        let d = doc("apis/berth.dev/v1");
+        let paths = &d["paths"];
+        assert!(
+            paths
+                .get("/apis/berth.dev/v1/registrychecks/{name}")
+                .is_none()
+        );
+        let op = &paths["/apis/berth.dev/v1/registrychecks"]["post"];
+        assert_eq!(op["operationId"], "createBerthDevV1RegistryCheck");
+        assert_eq!(
+            op["x-kubernetes-group-version-kind"]["kind"],
+            "RegistryCheck"
+        );
+        let marker = &paths["/apis/berth.dev/v1/registrychecks"]["patch"];
+        assert!(
+            marker["description"]
+                .as_str()
+                .unwrap()
+                .starts_with("not served (registrychecks is create-only"),
+            "{marker}"
+        );
+        let s = &d["components"]["schemas"];
+        for field in [
+            "server",
+            "username",
+            "password",
+            "secretRef",
+            "nodeName",
+            "image",
+            "fetchCertificate",
+        ] {
+            assert!(
+                s["dev.berth.v1.RegistryCheckSpec"]["properties"][field].is_object(),
+                "{field}"
+            );
+        }
+        assert!(s["dev.berth.v1.CertificateSummary"]["properties"]["sha256"].is_object());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The registry of every kind berth serves: group, version, kind, plural, singular, short names, scope,
 //! verbs, categories and subresources, with the same values `kubectl api-resources` shows against an
-//! upstream kube-apiserver (plus berth's own cluster-scoped `registryhosts.berth.dev`).
+//! upstream kube-apiserver (plus berth's own cluster-scoped `registryhosts.berth.dev`, and the create-only
+//! `registrychecks.berth.dev`, a review-style request that is answered and never stored).
 //!
 //! Everything else in this crate (defaulting, validation, unknown-field detection, OpenAPI, discovery,
 //! Status errors) is keyed by a [`ResourceInfo`] from this table. The table is static data: it never
@@ -25,6 +26,8 @@ const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
 const SCALE_VERBS: &[&str] = &["get", "patch", "update"];
 const LOG_VERBS: &[&str] = &["get"];
 const BINDING_VERBS: &[&str] = &["create"];
+/// Review-style kinds that are answered on create and never stored (upstream `tokenreviews`).
+const CREATE_ONLY_VERBS: &[&str] = &["create"];
 
 /// Group name berth uses for its own kinds.
 pub const BERTH_GROUP: &str = "berth.dev";
@@ -389,6 +392,23 @@ pub static RESOURCES: &[ResourceInfo] = &[
         subresources: &[],
         schema_name: "dev.berth.v1.RegistryHost",
     },
+    // A review-style kind (like upstream's TokenReview): created to ask a node agent to test a registry
+    // connection, answered with the result in `status`, never stored.
+    ResourceInfo {
+        group: BERTH_GROUP,
+        version: "v1",
+        api_version: "berth.dev/v1",
+        kind: "RegistryCheck",
+        list_kind: "RegistryCheckList",
+        plural: "registrychecks",
+        singular: "registrycheck",
+        short_names: &[],
+        namespaced: false,
+        verbs: CREATE_ONLY_VERBS,
+        categories: &[],
+        subresources: &[],
+        schema_name: "dev.berth.v1.RegistryCheck",
+    },
 ];
 
 /// Every served resource.
@@ -610,6 +630,7 @@ mod tests {
             ("secrets", "secrets"),
             ("rh", "registryhosts"),
             ("leases", "leases"),
+            ("registrycheck", "registrychecks"),
         ] {
             assert_eq!(resolve(name).map(|r| r.plural), Some(plural), "{name}");
         }
@@ -638,6 +659,18 @@ mod tests {
         assert_eq!(
             rh.collection_path(Some("x")),
             "/apis/berth.dev/v1/registryhosts"
+        );
+    }
+
+    #[test]
+    fn registry_checks_are_cluster_scoped_and_create_only() {
+        let rc = lookup(BERTH_GROUP, "v1", "registrychecks").unwrap();
+        assert_eq!((rc.kind, rc.namespaced), ("RegistryCheck", false));
+        assert_eq!(rc.verbs, ["create"]);
+        assert!(rc.subresources.is_empty());
+        assert_eq!(
+            rc.collection_path(None),
+            "/apis/berth.dev/v1/registrychecks"
         );
     }
 }

@@ -462,11 +462,23 @@ fn text_response(body: Body) -> Response {
     resp
 }
 
-/// One request to an agent on a fresh TLS connection; the connection lives as long as the response body.
+/// One GET to an agent on a fresh TLS connection; the connection lives as long as the response body.
 async fn fetch(
     client: &AgentClient,
     endpoint: &AgentEndpoint,
     path: &str,
+) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+    send(client, endpoint, axum::http::Method::GET, path, None).await
+}
+
+/// One request to an agent (optionally with a JSON body) on a fresh TLS connection with the pinned serving
+/// certificate and the API server's client certificate; shared by `pods/log` and `registrychecks`.
+pub(crate) async fn send(
+    client: &AgentClient,
+    endpoint: &AgentEndpoint,
+    method: axum::http::Method,
+    path: &str,
+    json_body: Option<bytes::Bytes>,
 ) -> Result<hyper::Response<hyper::body::Incoming>, String> {
     let config = client
         .tls_config(endpoint.pin)
@@ -498,10 +510,16 @@ async fn fetch(
             tracing::debug!(error = %e, "node agent connection ended with an error");
         }
     });
-    let req = Request::get(path)
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
         .header(header::HOST, authority.as_str())
-        .header(header::USER_AGENT, "berth-apiserver")
-        .body(Body::empty())
+        .header(header::USER_AGENT, "berth-apiserver");
+    if json_body.is_some() {
+        req = req.header(header::CONTENT_TYPE, "application/json");
+    }
+    let req = req
+        .body(json_body.map(Body::from).unwrap_or_else(Body::empty))
         .map_err(|e| format!("request: {e}"))?;
     tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(req))
         .await

@@ -1,7 +1,7 @@
 //! The real kubectl (`/usr/bin/kubectl`, or `$KUBECTL`) against an in-process `apiserver::spawn`, for the kinds
 //! added for the node agent and controllers: berth.dev/v1 RegistryHost (apply, `get rh` columns, explain,
-//! client-side schema and server-side validation errors), coordination.k8s.io/v1 Lease and apps/v1
-//! ControllerRevision.
+//! client-side schema and server-side validation errors), the create-only berth.dev/v1 RegistryCheck (create, 422,
+//! 405 on get), coordination.k8s.io/v1 Lease and apps/v1 ControllerRevision.
 
 #[path = "common/kubectl.rs"]
 mod kubectl;
@@ -105,21 +105,24 @@ spec:
     let out = k
         .run(&["api-resources", "--api-group=berth.dev"], None)
         .await;
-    let row: Vec<&str> = out
+    let rows: Vec<Vec<&str>> = out
         .ok()
         .lines()
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
         .collect();
     assert_eq!(
-        row,
+        rows,
         [
-            "registryhosts",
-            "rh",
-            "berth.dev/v1",
-            "false",
-            "RegistryHost"
+            // The create-only review kind has no short name.
+            vec!["registrychecks", "berth.dev/v1", "false", "RegistryCheck"],
+            vec![
+                "registryhosts",
+                "rh",
+                "berth.dev/v1",
+                "false",
+                "RegistryHost"
+            ],
         ]
     );
 
@@ -224,6 +227,33 @@ async fn kubectl_lists_leases_and_controller_revisions() {
     assert!(err.err().contains("data: Invalid value"), "{}", err.stderr);
     assert!(err.stderr.contains("field is immutable"), "{}", err.stderr);
 
+    shutdown.cancel();
+    running.task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_creates_registry_checks_but_cannot_get_them() {
+    let (_dir, shutdown, running) = start().await;
+    let k = Kubectl::new(&running.admin_kubeconfig);
+    // No node agent runs here: the check is decoded, validated and routed, then answered 503 with the fix.
+    let check = "apiVersion: berth.dev/v1\nkind: RegistryCheck\nmetadata: {name: try}\nspec: {server: \"127.0.0.1:5000\", username: robot, password: pw-do-not-echo}\n";
+    let out = k.run(&["create", "-f", "-"], Some(check)).await;
+    let err = out.err();
+    assert!(
+        err.contains("no node is Ready, so no agent can run the registry check"),
+        "{err}"
+    );
+    assert!(!err.contains("pw-do-not-echo"), "{err}");
+    let invalid = "apiVersion: berth.dev/v1\nkind: RegistryCheck\nmetadata: {name: bad}\nspec: {server: \"127.0.0.1:5000\", username: robot}\n";
+    let out = k.run(&["create", "-f", "-"], Some(invalid)).await;
+    assert!(
+        out.err()
+            .contains("spec.password: Required value: the password or token for spec.username"),
+        "{}",
+        out.stderr
+    );
+    let out = k.run(&["get", "registrychecks"], None).await;
+    assert!(out.err().contains("(MethodNotAllowed)"), "{}", out.stderr);
     shutdown.cancel();
     running.task.await.unwrap().unwrap();
 }

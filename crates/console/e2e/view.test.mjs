@@ -5,7 +5,8 @@
 import { humanDuration } from '../assets/js/format.js';
 import { podSummary } from '../assets/js/podstatus.js';
 import { b64encode, dockerConfigJson, parseDockerConfig, secretRegistryKeys } from '../assets/js/dockerconfig.js';
-import { buildWorkload, parseEnv, pullCheck, splitCommand } from '../assets/js/pages/workloads.js';
+import { buildWorkload, certificateCheck, parseEnv, pullCheck, splitCommand } from '../assets/js/pages/workloads.js';
+import { describeCheck, imageRegistry, latestOnly, proposedAnchor, verdictText } from '../assets/js/registrycheck.js';
 import { normalizeFingerprint, objectName } from '../assets/js/pages/registries.js';
 import { classifyPullError, hostInMessage } from '../assets/js/pages/pod.js';
 import { toYaml } from '../assets/js/yaml.js';
@@ -137,6 +138,42 @@ expect('never pull', cls('ErrImageNeverPull', 'Container image "x" is not presen
 expect('unknown', classifyPullError('Failed', 'something else entirely'), null);
 expect('host in message', hostInMessage('connect 10.0.0.5:5000 failed'), '10.0.0.5:5000');
 expect('host outside the quoted image', hostInMessage('Failed to pull image "127.0.0.1:5000/a:1": tls: failed to verify certificate for registry.example.com:5000'), 'registry.example.com:5000');
+
+// ---- registry checks (RegistryCheck status as the agent answers it) ----
+const untrusted = { result: 'UntrustedCertificate', reason: 'unknown_authority', host: '127.0.0.2:5001', nodeName: 'n1',
+  message: 'tls: failed to verify certificate of 127.0.0.2:5001 (registry): x509: certificate signed by unknown authority; fix: ...' };
+const d = describeCheck(untrusted);
+expect('untrusted: title, tone, host', [d.title, d.tone, d.host, d.trustable], ['Untrusted certificate', 'bad', '127.0.0.2:5001', true]);
+expect('untrusted: headline names host and node', d.headline, 'Untrusted certificate: 127.0.0.2:5001 (checked from node n1)');
+expect('name mismatch is not fixed by trusting', describeCheck({ ...untrusted, reason: 'name_mismatch' }).trustable, false);
+expect('accepted', [describeCheck({ result: 'Accepted', host: 'r:1', message: 'r:1 accepted user "a"' }).tone, describeCheck({ result: 'Accepted' }).headline], ['ok', 'Accepted']);
+expect('rejected', [describeCheck({ result: 'Rejected', host: 'r:1' }).title, describeCheck({ result: 'Rejected' }).tone], ['Rejected', 'bad']);
+expect('unreachable names the host', describeCheck({ result: 'Unreachable', host: 'r:1' }).headline, 'Unreachable: r:1');
+expect('plain http only names the host', describeCheck({ result: 'PlainHTTPOnly', host: 'r:1' }).headline, 'Plain HTTP only: r:1');
+expect('no answer', describeCheck({}).title, 'No answer');
+const leaf = { subject: 'CN=leaf', isCA: false, selfSigned: false };
+const inter = { subject: 'CN=intermediate', isCA: true, selfSigned: false };
+const root = { subject: 'CN=root', isCA: true, selfSigned: true };
+expect('anchor: the top CA sent', proposedAnchor([leaf, inter, root]).subject, 'CN=root');
+expect('anchor: the intermediate when the root is not sent', proposedAnchor([leaf, inter]).subject, 'CN=intermediate');
+expect('anchor: a self-signed leaf is pinned', proposedAnchor([{ ...leaf, selfSigned: true }]).subject, 'CN=leaf');
+expect('anchor: none when only a leaf is sent', proposedAnchor([leaf]), null);
+expect('anchor: none without a chain', proposedAnchor(undefined), null);
+expect('verdict words', [verdictText('ok').startsWith('ok'), verdictText('unknown_authority').startsWith('not trusted'), verdictText(undefined)], [true, true, 'not fetched']);
+expect('image registry', [imageRegistry('127.0.0.2:5001/janedoe/app:v1'), imageRegistry('busybox'), imageRegistry('Bad/Name')], ['127.0.0.2:5001', 'docker.io', null]);
+const cc = certificateCheck('127.0.0.2:5001', untrusted);
+expect('workload form warns about an untrusted registry and links to trust it', [cc.level, cc.trust, cc.text.startsWith('node n1 does not trust the certificate of 127.0.0.2:5001')], ['warning', '127.0.0.2:5001', true]);
+expect('workload form: trusted when the registry answered', certificateCheck('r:1', { result: 'Rejected', host: 'r:1', nodeName: 'n1' }).text, 'The certificate of r:1 is trusted by node n1.');
+expect('workload form: expired is a warning without a trust link', [certificateCheck('r:1', { ...untrusted, reason: 'expired' }).level, certificateCheck('r:1', { ...untrusted, reason: 'expired' }).trust], ['warning', null]);
+expect('workload form: no node', certificateCheck('r:1', {}, new Error('no node is Ready')).level, 'none');
+{
+  const latest = latestOnly();
+  let release;
+  const slow = latest(() => new Promise((r) => { release = r; }));
+  const fast = await latest(async () => 'second');
+  release('first');
+  expect('only the newest check is current', [(await slow).current, fast.current, fast.value], [false, true, 'second']);
+}
 
 if (failures.length) {
   console.error(`view logic: ${failures.length} of ${checked} cases failed:\n  ${failures.join('\n  ')}`);

@@ -58,6 +58,7 @@ static ASSETS: &[Asset] = embed![
     "js/dockerconfig.js",
     "js/podstatus.js",
     "js/yaml.js",
+    "js/registrycheck.js",
     "js/pages/login.js",
     "js/pages/overview.js",
     "js/pages/secrets.js",

@@ -5,7 +5,9 @@
 //! warning, scale and restart, trust a CA by fingerprint, watch the pod list update live, and see a viewer's
 //! forbidden message. The other tests run the view logic, the live-list protocol and the shared keyring table in
 //! node. A missing chromium or node FAILS with the command that installs them: nothing here skips silently.
-//! Screenshots of each page land in `<target>/tmp/console-screenshots/`.
+//! Screenshots of each page land in `<target>/tmp/console-screenshots/`. The scenario with a real node agent
+//! (Test connection, Fetch certificate, a pod healed by trusting its registry from the page) needs the `berth`
+//! binary and lives in `crates/berth/tests/console_e2e.rs`, driving `e2e/agent.test.mjs`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

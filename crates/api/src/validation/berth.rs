@@ -123,7 +123,7 @@ fn json_type(v: &Value) -> &'static str {
 
 /// Upstream's structural-schema type error: `spec.insecure: Invalid value: "string": spec.insecure in body
 /// must be of type boolean: "string"`.
-fn type_error(path: &Path, v: &Value, want: &str) -> FieldError {
+pub(super) fn type_error(path: &Path, v: &Value, want: &str) -> FieldError {
     let got = json_type(v);
     FieldError::invalid_str(
         path,

@@ -13,11 +13,13 @@ mod coordination;
 mod core;
 mod field;
 pub mod names;
+mod registry_check;
 
 use serde_json::{Map, Value};
 
 pub use apps::selector_matches;
 pub use field::{BadValue, ErrorType, FIELD_IMMUTABLE, FieldError, Invalid, Path, go_string_map};
+pub use registry_check::{registry_of_server, validate_registry_check};
 
 use crate::resources::ResourceInfo;
 

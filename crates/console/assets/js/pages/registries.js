@@ -1,11 +1,16 @@
 // Registries: the cluster-wide berth.dev/v1 RegistryHost objects (per-host CA trust, pins, mirrors) with remove,
-// and a "Trust registry" form that creates one from a pasted PEM once the person confirms its SHA-256
-// fingerprint (computed here from the certificate's DER with WebCrypto). Fetching the chain from a node
-// ("Fetch certificate") needs the agent's trust fetch, which does not exist yet, so it is not offered.
+// and a "Trust registry" form that creates one from a PEM once the person confirms its SHA-256 fingerprint
+// (computed here from the certificate's DER with WebCrypto). "Fetch certificate" asks a node for the chain the
+// host presents (a RegistryCheck with fetchCertificate, answered by the node's agent with its own trust): the
+// chain is shown with every fingerprint and the verdict, and the proposed anchor (the top CA the host sends, or
+// its self-signed certificate) is put in the PEM field; nothing is trusted until the person types the
+// fingerprint they confirmed out of band and presses "Trust". Opened as `#/registries?host=H` (from a failed
+// pull or a failed test) it fetches the chain of H at once.
 
 import { collectionPath, create, liveList, objectPath, remove } from '../api.js';
-import { field, h, messageArea, replace, table } from '../dom.js';
+import { badge, field, h, messageArea, replace, table } from '../dom.js';
 import { age } from '../format.js';
+import { describeCheck, proposedAnchor, runCheck, verdictText } from '../registrycheck.js';
 
 const GROUP = 'berth.dev';
 const VERSION = 'v1';
@@ -40,6 +45,9 @@ export function normalizeFingerprint(text) {
   return /^[0-9a-f]{64}$/.test(hex) ? `sha256:${hex}` : null;
 }
 
+// host[:port] as images name a registry (IPv6 in brackets).
+const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$/;
+
 // A RegistryHost name for host[:port]: a DNS subdomain (`registry.example.com-5000`).
 export function objectName(host) {
   return host.toLowerCase().replace(/[^a-z0-9.-]+/g, '-').replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '').slice(0, 253);
@@ -67,6 +75,48 @@ export function render({ main, params }) {
     }
   };
   pem.addEventListener('input', showFingerprints);
+
+  const fetched = h('div', { id: 'fetched-chain', 'aria-live': 'polite' });
+  const fetchButton = h('button', {
+    type: 'button',
+    onclick: async () => {
+      const hostValue = host.value.trim();
+      if (!HOST_PORT.test(hostValue)) {
+        replace(fetched, h('p', { class: 'error', role: 'alert' }, `Host: "${hostValue}" is not host[:port] (e.g. registry.example.com:5000)`));
+        return;
+      }
+      fetchButton.disabled = true;
+      replace(fetched, h('p', { class: 'hint', role: 'status' }, `Fetching the certificate chain of ${hostValue} from a node…`));
+      try {
+        const status = await runCheck({ server: hostValue, fetchCertificate: true });
+        const d = describeCheck(status);
+        const chain = status.chain ?? [];
+        const anchor = proposedAnchor(chain);
+        const chainHost = status.chainHost ?? hostValue;
+        replace(fetched,
+          h('p', {}, h('strong', {}, 'Verdict: '), badge(status.verdict === 'ok' ? 'trusted' : (status.verdict ? 'not trusted' : 'no chain'), status.verdict === 'ok' ? 'ok' : 'bad'),
+            ` ${verdictText(status.verdict)} (${chainHost}).`),
+          h('p', { class: d.tone === 'ok' ? 'ok' : 'warning' }, h('strong', {}, `Connection: ${d.headline}. `), d.message),
+          chain.length
+            ? table(`Certificates presented by ${chainHost} (leaf first)`, ['#', 'Subject', 'Issuer', 'SHA-256 fingerprint', 'Valid until', 'CA'],
+              chain.map((c, i) => [String(i + 1), c.subject, c.issuer, h('code', {}, c.sha256), c.notAfter, c.isCA ? 'Yes' : (c.selfSigned ? 'Self-signed' : 'No')]))
+            : null,
+          anchor
+            ? h('p', {}, `Proposed anchor: ${anchor.subject} (`, h('code', {}, anchor.sha256),
+              '). It is in the PEM field below; compare its fingerprint with the one the registry\'s administrator gives you, type it under "SHA-256 fingerprint", then press Trust.')
+            : chain.length ? h('p', { class: 'warning' }, `${chainHost} sends no CA certificate: get the CA from the registry's administrator and paste it below.`) : null);
+        if (anchor && status.verdict !== 'ok') {
+          if (chainHost !== hostValue) host.value = chainHost;
+          pem.value = anchor.pem;
+          await showFingerprints();
+        }
+      } catch (e) {
+        replace(fetched, h('p', { class: 'error', role: 'alert' }, h('strong', {}, 'Fetch certificate failed: '), e.message));
+      } finally {
+        fetchButton.disabled = false;
+      }
+    },
+  }, 'Fetch certificate');
 
   const draw = (items) => {
     replace(listEl, table('Trusted registry hosts (cluster-wide)', ['Name', 'Host', 'CA certificates', 'Pinned fingerprints', 'Mirrors', 'Plain HTTP', 'Age', 'Actions'],
@@ -97,7 +147,7 @@ export function render({ main, params }) {
       messages.clear();
       await showFingerprints();
       const hostValue = host.value.trim();
-      if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$/.test(hostValue)) {
+      if (!HOST_PORT.test(hostValue)) {
         messages.error(`Host: "${hostValue}" is not host[:port] (e.g. registry.example.com:5000)`);
         return;
       }
@@ -131,6 +181,8 @@ export function render({ main, params }) {
     },
   },
   field('trust-host', 'Host', host, 'host[:port] exactly as images name the registry; port 443 when absent. The CA applies to this host:port only.'),
+  h('div', { class: 'actions' }, fetchButton),
+  fetched,
   field('trust-pem', 'CA certificate (PEM)', pem, 'The CA (or self-signed certificate) that signs the registry certificate.'),
   computed,
   field('trust-fingerprint', 'SHA-256 fingerprint', fingerprint, 'Type or paste the fingerprint you verified with the registry owner; it must match a certificate above.'),
@@ -143,5 +195,6 @@ export function render({ main, params }) {
   });
   main.append(h('h1', {}, 'Registries'), listEl, h('h2', { id: 'trust-title' }, 'Trust registry'), form);
   draw([]);
+  if (params.get('host')) fetchButton.click();
   return () => watch.stop();
 }

@@ -1,7 +1,9 @@
 // Secrets: the list (type, registries covered, age, the workloads that use it; values are never shown) and the
-// "Create Secret" form with registry presets and "Upload config.json". The form builds the same
-// `.dockerconfigjson` as `kubectl create secret docker-registry`. There is no "Test connection" button yet: that
-// needs the node agent's registry check, and the console never fakes a result.
+// "Create Secret" form with registry presets, "Upload config.json" and "Test connection". The form builds the
+// same `.dockerconfigjson` as `kubectl create secret docker-registry`. "Test connection" creates a RegistryCheck:
+// a node's agent logs in to the registry with the typed user name and password and its own trust, and the
+// answer (accepted, rejected, unreachable, untrusted certificate with the host, or plain-http only) is shown as
+// the agent gave it, with a link to trust the certificate when that is the fix. The console never fakes a result.
 
 import { collectionPath, create, liveList, objectPath, remove } from '../api.js';
 import { badge, field, h, messageArea, replace, table } from '../dom.js';
@@ -9,6 +11,7 @@ import {
   TYPE_DOCKER_CONFIG_JSON, b64encode, dockerConfigJson, isRegistrySecret, parseDockerConfig, secretRegistryKeys,
 } from '../dockerconfig.js';
 import { age } from '../format.js';
+import { describeCheck, runCheck } from '../registrycheck.js';
 
 export const PRESETS = [
   { label: 'Docker Hub', server: 'https://index.docker.io/v1/', hint: 'Docker Hub: the key docker login and kubectl write (covers docker.io images).' },
@@ -102,7 +105,40 @@ function renderForm({ main, namespace, navigate }) {
   const cert = h('textarea', { spellcheck: 'false' });
   const key = h('textarea', { spellcheck: 'false' });
   const presetHint = h('p', { class: 'hint', id: 'preset-hint' });
+  const testResult = h('div', { id: 'test-connection-result', 'aria-live': 'polite' });
   let uploaded = null;
+
+  const testButton = h('button', {
+    type: 'button',
+    'aria-describedby': 'test-connection-hint',
+    onclick: async () => {
+      const s = server.value.trim();
+      if (!s) {
+        replace(testResult, h('p', { class: 'error', role: 'alert' }, 'Registry address: type host[:port] (or pick a preset) to test the connection'));
+        return;
+      }
+      if (!username.value.trim() || !password.value) {
+        replace(testResult, h('p', { class: 'error', role: 'alert' }, 'User name and Password: both are needed to test the connection'));
+        return;
+      }
+      testButton.disabled = true;
+      replace(testResult, h('p', { class: 'hint', role: 'status' }, `Testing ${s} from a node…`));
+      try {
+        const status = await runCheck({ server: s, username: username.value.trim(), password: password.value });
+        const d = describeCheck(status);
+        replace(testResult,
+          h('p', { class: d.tone === 'ok' ? 'ok' : 'error', role: 'status' }, badge(d.title, d.tone), ' ', h('strong', {}, `${d.headline}. `), d.message),
+          d.trustable
+            ? h('p', {}, h('a', { href: `#/registries?host=${encodeURIComponent(d.host)}` }, `Trust the certificate of ${d.host}`),
+              ' (opens Registries; come back to create the secret)')
+            : null);
+      } catch (e) {
+        replace(testResult, h('p', { class: 'error', role: 'alert' }, h('strong', {}, 'Test connection failed: '), e.message));
+      } finally {
+        testButton.disabled = false;
+      }
+    },
+  }, 'Test connection');
 
   const presets = h('fieldset', {}, h('legend', {}, 'Presets'),
     h('div', { class: 'presets' }, PRESETS.map((p) => h('button', {
@@ -135,6 +171,10 @@ function renderForm({ main, namespace, navigate }) {
     presets,
     field('secret-server', 'Registry address', server, 'host[:port] as images name it (e.g. registry.example.com:5000); kubelet matches it against the image registry.'));
   const credentialPart = h('div', {}, field('secret-username', 'User name', username), field('secret-password', 'Password', password));
+  const testPart = h('div', {},
+    h('div', { class: 'actions' }, testButton),
+    h('p', { class: 'hint', id: 'test-connection-hint' }, 'A node logs in to the registry with this user name and password, with the node\'s own certificate trust; nothing is saved.'),
+    testResult);
   const registryExtra = h('div', {},
     field('secret-email', 'Email', email, 'Optional.'),
     field('secret-upload', 'Upload config.json', upload, 'A Docker config.json (as docker login writes it): every registry in its "auths" goes into the secret.'),
@@ -143,7 +183,7 @@ function renderForm({ main, namespace, navigate }) {
   const tlsPart = h('div', {}, field('secret-cert', 'Certificate (PEM)', cert), field('secret-key', 'Private key (PEM)', key));
   const showType = () => {
     const t = type.value;
-    registryPart.hidden = registryExtra.hidden = t !== TYPE_DOCKER_CONFIG_JSON;
+    registryPart.hidden = registryExtra.hidden = testPart.hidden = t !== TYPE_DOCKER_CONFIG_JSON;
     credentialPart.hidden = t !== TYPE_DOCKER_CONFIG_JSON && t !== 'kubernetes.io/basic-auth';
     opaquePart.hidden = t !== 'Opaque';
     tlsPart.hidden = t !== 'kubernetes.io/tls';
@@ -214,7 +254,7 @@ function renderForm({ main, namespace, navigate }) {
   field('secret-name', 'Name', name),
   field('secret-namespace', 'Namespace', ns),
   field('secret-type', 'Type', type),
-  registryPart, credentialPart, registryExtra, opaquePart, tlsPart,
+  registryPart, credentialPart, testPart, registryExtra, opaquePart, tlsPart,
   h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Create'), h('a', { href: '#/secrets' }, 'Cancel')),
   messages.el);
   showType();

@@ -1,12 +1,15 @@
 // Workloads: Deployments, StatefulSets and Pods of the namespace, live, with scale, delete and restart rollout
 // (the `kubectl.kubernetes.io/restartedAt` annotation patch `kubectl rollout restart` makes); and the
 // "Create Deployment" / "Create StatefulSet" form with "Secret Authentication", kubelet's matching warning before
-// "Create", the effective pull policy and a YAML preview of exactly what will be sent.
+// "Create", a warning when a node does not trust the certificate of the image's registry (a RegistryCheck without
+// credentials, run by a node's agent as the person types, with a link to trust that host), the effective pull
+// policy and a YAML preview of exactly what will be sent.
 
 import { collectionPath, create, get, liveList, mergePatch, objectPath, remove } from '../api.js';
 import { badge, field, h, messageArea, replace, table } from '../dom.js';
 import { isRegistrySecret, secretRegistryKeys } from '../dockerconfig.js';
 import { age } from '../format.js';
+import { imageRegistry, latestOnly, runCheck } from '../registrycheck.js';
 import { Keyring } from '../keyring.js';
 import { podSummary, tone, workloadReady } from '../podstatus.js';
 import { effectivePullPolicy, parseNormalized } from '../reference.js';
@@ -61,6 +64,34 @@ export function pullCheck(image, secretAuth, chosen, available) {
     return { level: 'warning', text: `Secret ${covering.join(', ')} in this namespace covers ${ref.domain}, but Secret Authentication is No: the pull will be anonymous.` };
   }
   return { level: 'none', text: '' };
+}
+
+// What the form says about the certificate of the image's registry, from a RegistryCheck status (or the error of
+// creating it): {level: 'warning'|'ok'|'none', text, host, trust (a host to link to the trust flow, or null)}.
+export function certificateCheck(registry, status, error) {
+  if (error) {
+    return { level: 'none', text: `The certificate of ${registry} could not be checked from a node: ${error.message}`, host: registry, trust: null };
+  }
+  const node = status.nodeName ? `node ${status.nodeName}` : 'the node';
+  const host = status.host || registry;
+  switch (status.result) {
+    case 'UntrustedCertificate':
+      return {
+        level: 'warning',
+        text: `${node} does not trust the certificate of ${host}, so pulls of this image will fail until it is trusted. ${status.message ?? ''}`.trim(),
+        host,
+        trust: ['unknown_authority', 'incomplete_chain', 'self_signed_leaf'].includes(status.reason) ? host : null,
+      };
+    case 'PlainHTTPOnly':
+      return { level: 'warning', text: `${host} speaks plain http only, so ${node} cannot pull from it with credentials. ${status.message ?? ''}`.trim(), host, trust: null };
+    case 'Unreachable':
+      return { level: 'warning', text: `${node} cannot reach ${host}. ${status.message ?? ''}`.trim(), host, trust: null };
+    case 'Accepted':
+    case 'Rejected':
+      return { level: 'ok', text: `The certificate of ${host} is trusted by ${node}.`, host, trust: null };
+    default:
+      return { level: 'none', text: '', host, trust: null };
+  }
 }
 
 // Shell-like word splitting for "Command": spaces separate words; '...' and "..." group; \ escapes.
@@ -135,6 +166,34 @@ function renderForm({ main, namespace, navigate }, kind) {
   const command = h('input', { type: 'text', autocomplete: 'off', spellcheck: 'false', placeholder: '/bin/app --port 8080' });
   const env = h('textarea', { spellcheck: 'false', placeholder: 'LOG_LEVEL=info' });
   const warning = h('div', { id: 'pull-check', role: 'status', 'aria-live': 'polite' });
+  const tlsWarning = h('div', { id: 'certificate-check', role: 'status', 'aria-live': 'polite' });
+  const checks = new Map();
+  const latest = latestOnly();
+  let tlsTimer = null;
+  const checkCertificate = () => {
+    clearTimeout(tlsTimer);
+    const registry = imageRegistry(image.value);
+    if (!registry) {
+      tlsWarning.replaceChildren();
+      return;
+    }
+    tlsTimer = setTimeout(async () => {
+      if (!checks.has(registry)) {
+        checks.set(registry, runCheck({ server: registry }).then((status) => ({ status }), (error) => ({ error })));
+      }
+      const { current, value } = await latest(() => checks.get(registry));
+      if (!current) return;
+      const c = certificateCheck(registry, value.status ?? {}, value.error);
+      if (c.level === 'none' && !c.text) {
+        tlsWarning.replaceChildren();
+      } else if (c.level === 'warning') {
+        replace(tlsWarning, h('p', { class: 'warning' }, h('strong', {}, 'Warning: '), c.text,
+          c.trust ? [' ', h('a', { href: `#/registries?host=${encodeURIComponent(c.trust)}` }, `Trust the certificate of ${c.trust}`)] : null));
+      } else {
+        replace(tlsWarning, h('p', { class: 'hint' }, c.text));
+      }
+    }, 400);
+  };
   const preview = h('pre', { id: 'yaml-preview', tabindex: '0', 'aria-labelledby': 'yaml-preview-title' });
   let secrets = [];
 
@@ -204,6 +263,7 @@ function renderForm({ main, namespace, navigate }, kind) {
   };
 
   for (const el of [name, replicas, image, policy, secretSelect, command, env]) el.addEventListener('input', update);
+  image.addEventListener('input', checkCertificate);
   secretSelect.addEventListener('change', update);
   authYes.addEventListener('change', () => { preselect(); update(); });
   authNo.addEventListener('change', update);
@@ -248,6 +308,7 @@ function renderForm({ main, namespace, navigate }, kind) {
   field('workload-command', 'Command', command, 'Optional; replaces the image entrypoint. Words split like a shell: quote words that contain spaces.'),
   field('workload-env', 'Environment variables', env, 'Optional; one NAME=value per line.'),
   warning,
+  tlsWarning,
   h('h2', { id: 'yaml-preview-title' }, 'YAML preview'),
   preview,
   h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Create'), h('a', { href: '#/workloads' }, 'Cancel')),
