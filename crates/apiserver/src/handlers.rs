@@ -1,16 +1,19 @@
 //! Resource handlers: get, list, watch, create, update, patch, delete and deletecollection for every kind of the
 //! `api` registry, plus the status, scale, binding and log subresources. They apply upstream metadata semantics
 //! ([`crate::meta`]), defaulting and validation (`api`), and write through the `store` trait with compare-and-swap
-//! on the revision that becomes `resourceVersion`. They must never log or echo a Secret's data, and never bypass
-//! validation on a write path.
+//! on the revision that becomes `resourceVersion`. Every write records field ownership in `metadata.managedFields`
+//! through `wire::apply` (server-side apply with conflicts, `Update` entries for other writes). They must never log
+//! or echo a Secret's data, and never bypass validation on a write path.
 
-use axum::http::{Method, StatusCode};
+use axum::http::{Method, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
 use api::Status;
 use api::resources::{self, ResourceInfo};
 use store::{ListOptions, StoreError};
+use wire::apply::{ApplyError, Scope, Writer};
+use wire::managed::Managed;
 
 use crate::app::{App, Call, json_response, status_response};
 use crate::codec::{self, FieldValidation};
@@ -362,21 +365,36 @@ fn dry_run(call: &Call) -> Result<bool, Status> {
 
 async fn create(app: &App, call: &Call, info: &ResourceInfo, ns: Option<&str>) -> HResult {
     let mut warnings = Vec::new();
+    validate_write_options(call, "CreateOptions", None)?;
     let mut obj = decode_for(call, info, &mut warnings)?;
     let out = codec::output(call)?;
-    let (obj, rev) = create_object(app, info, ns, &mut obj, dry_run(call)?).await?;
+    let ownership = Ownership::Update(field_manager(call));
+    let (obj, rev) = create_object_as(app, info, ns, &mut obj, dry_run(call)?, &ownership).await?;
     let mut resp = codec::respond_object(StatusCode::CREATED, info, obj, rev, &out);
     codec::add_warnings(&mut resp, &warnings);
     Ok(resp)
 }
 
-/// Defaults, validates and stores a new object (shared by POST and server-side apply of an absent object).
+/// Defaults, validates and stores a new object the server makes itself (no field ownership is recorded).
 pub async fn create_object(
     app: &App,
     info: &ResourceInfo,
     ns: Option<&str>,
     obj: &mut Value,
     dry_run: bool,
+) -> Result<(Value, u64), Status> {
+    create_object_as(app, info, ns, obj, dry_run, &Ownership::Untracked).await
+}
+
+/// Defaults, validates and stores a new object with its `metadata.managedFields` (shared by POST and
+/// server-side apply of an absent object).
+pub async fn create_object_as(
+    app: &App,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    obj: &mut Value,
+    dry_run: bool,
+    ownership: &Ownership,
 ) -> Result<(Value, u64), Status> {
     check_namespace(obj, info, ns)?;
     if info.namespaced {
@@ -388,6 +406,32 @@ pub async fn create_object(
         codec::namespace_defaults(obj);
     }
     api::defaults::apply(info, obj);
+    match ownership {
+        Ownership::Untracked => {}
+        Ownership::Update(manager) => {
+            // Upstream records the create before `PrepareForCreate` sets a Namespace's `spec.finalizers`.
+            let without_finalizers;
+            let tracked: &Value = if info.kind == "Namespace" {
+                let mut o = obj.clone();
+                if let Some(spec) = o.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.remove("finalizers");
+                }
+                without_finalizers = o;
+                &without_finalizers
+            } else {
+                obj
+            };
+            let now = meta::now_rfc3339();
+            let managed = wire::apply::update(
+                &writer(info, manager, "", &now),
+                None,
+                tracked,
+                Managed::default(),
+            );
+            put_managed(obj, &managed);
+        }
+        Ownership::Applied(managed) => put_managed(obj, managed),
+    }
     let generate = meta::meta_str(obj, "name")
         .is_none()
         .then(|| meta::meta_str(obj, "generateName").map(str::to_string))
@@ -439,6 +483,17 @@ pub enum Part {
     Status,
     /// `namespaces/<n>/finalize`: only `spec.finalizers` changes are taken.
     Finalize,
+}
+
+impl Part {
+    /// The subresource name recorded in `managedFields` entries.
+    pub fn subresource(self) -> &'static str {
+        match self {
+            Part::Main => "",
+            Part::Status => "status",
+            Part::Finalize => "finalize",
+        }
+    }
 }
 
 /// Merges the request's `new` with the stored `old` according to `part`, applies metadata semantics, defaults
@@ -563,8 +618,11 @@ async fn update(
     part: Part,
 ) -> HResult {
     let mut warnings = Vec::new();
+    validate_write_options(call, "UpdateOptions", None)?;
     let mut obj = decode_for(call, info, &mut warnings)?;
     let out = codec::output(call)?;
+    let manager = field_manager(call);
+    let requested_managed = obj.pointer("/metadata/managedFields").cloned();
     let body_name = meta::meta_str(&obj, "name").unwrap_or("").to_string();
     if body_name != name {
         return Err(Status::bad_request(format!(
@@ -581,7 +639,15 @@ async fn update(
         {
             return Err(Status::conflict_modified(info, name));
         }
-        let new = prepare_write(info, part, obj.clone(), &old)?;
+        let mut new = prepare_write(info, part, obj.clone(), &old)?;
+        record_update(
+            info,
+            part.subresource(),
+            &manager,
+            &old,
+            &mut new,
+            requested_managed.as_ref(),
+        );
         if dry {
             return Ok(codec::respond_object(StatusCode::OK, info, new, rev, &out));
         }
@@ -608,28 +674,68 @@ async fn patch(
 ) -> HResult {
     let out = codec::output(call)?;
     let kind = codec::PatchKind::from_call(call, info)?;
+    let is_apply = kind == codec::PatchKind::Apply;
+    validate_write_options(call, "PatchOptions", Some(is_apply))?;
     let validation = FieldValidation::from_call(call)?;
     let dry = dry_run(call)?;
+    let manager = field_manager(call);
+    let force = call.flag("force");
     let mut warnings = Vec::new();
+    let config = if is_apply {
+        Some(apply_config(call, info, validation, &mut warnings)?)
+    } else {
+        None
+    };
     for _ in 0..CAS_ATTEMPTS {
         let Some((old, rev)) = load(app, info, ns, name).await? else {
-            if kind == codec::PatchKind::Apply && part == Part::Main {
-                let mut obj = codec::apply_create_body(call, info, validation, &mut warnings)?;
-                let body_name = meta::meta_str(&obj, "name").unwrap_or("").to_string();
+            if let Some(config) = &config
+                && part == Part::Main
+            {
+                let body_name = meta::meta_str(config, "name").unwrap_or("").to_string();
                 if body_name != name {
                     return Err(Status::bad_request(format!(
                         "the name of the object ({body_name}) does not match the name on the URL ({name})"
                     )));
                 }
-                let (obj, rev) = create_object(app, info, ns, &mut obj, dry).await?;
+                let now = meta::now_rfc3339();
+                let (mut obj, managed) = wire::apply::apply(
+                    &writer(info, &manager, "", &now),
+                    None,
+                    config,
+                    Managed::default(),
+                    force,
+                )
+                .map_err(|e| apply_status(info, ns, name, e))?;
+                let ownership = Ownership::Applied(managed);
+                let (obj, rev) = create_object_as(app, info, ns, &mut obj, dry, &ownership).await?;
                 let mut resp = codec::respond_object(StatusCode::CREATED, info, obj, rev, &out);
                 codec::add_warnings(&mut resp, &warnings);
                 return Ok(resp);
             }
             return Err(Status::not_found(info, name));
         };
-        warnings.clear();
-        let patched = codec::apply_patch(call, info, kind, validation, &old, &mut warnings)?;
+        let (patched, applied) = match &config {
+            Some(config) => {
+                let mut live = old.clone();
+                let stored = decode_managed(take_managed(&mut live).as_ref(), info, name);
+                let now = meta::now_rfc3339();
+                let (merged, managed) = wire::apply::apply(
+                    &writer(info, &manager, part.subresource(), &now),
+                    Some(&live),
+                    config,
+                    stored,
+                    force,
+                )
+                .map_err(|e| apply_status(info, ns, name, e))?;
+                (merged, Some(managed))
+            }
+            None => {
+                warnings.clear();
+                let patched =
+                    codec::apply_patch(call, info, kind, validation, &old, &mut warnings)?;
+                (patched, None)
+            }
+        };
         if let Some(rv) = body_resource_version(&patched)
             && rv != rev
             && meta::meta_str(&patched, "resourceVersion")
@@ -637,6 +743,7 @@ async fn patch(
         {
             return Err(Status::conflict_modified(info, name));
         }
+        let requested_managed = patched.pointer("/metadata/managedFields").cloned();
         let mut patched = patched;
         check_namespace(&mut patched, info, ns)?;
         if meta::name(&patched) != name {
@@ -645,7 +752,18 @@ async fn patch(
                 meta::name(&patched)
             )));
         }
-        let new = prepare_write(info, part, patched, &old)?;
+        let mut new = prepare_write(info, part, patched, &old)?;
+        match applied {
+            Some(managed) => finish_managed(info, name, &old, &mut new, managed),
+            None => record_update(
+                info,
+                part.subresource(),
+                &manager,
+                &old,
+                &mut new,
+                requested_managed.as_ref(),
+            ),
+        }
         if dry {
             return Ok(codec::respond_object(StatusCode::OK, info, new, rev, &out));
         }
@@ -660,6 +778,260 @@ async fn patch(
         }
     }
     Err(Status::conflict_modified(info, name))
+}
+
+// ---- field ownership: metadata.managedFields (upstream k8s.io/apiserver fieldmanager) ----
+
+/// Upstream `FieldManagerMaxLength`.
+const FIELD_MANAGER_MAX_LENGTH: usize = 128;
+
+/// How a create records field ownership.
+pub enum Ownership {
+    /// Objects the server makes itself (default ServiceAccounts, ...): nothing is recorded.
+    Untracked,
+    /// An `Update` entry for this manager owning every field of the new object.
+    Update(String),
+    /// Entries computed by server-side apply.
+    Applied(Managed),
+}
+
+/// Upstream `prefixFromUserAgent`: the User-Agent up to its first `/`, printable characters only, at
+/// most 128 bytes (`kubectl/v1.32.5 (linux/amd64) ...` gives `kubectl`).
+fn prefix_from_user_agent(user_agent: &str) -> String {
+    let mut out = String::new();
+    for c in user_agent.split('/').next().unwrap_or("").chars() {
+        if c.is_control() {
+            continue;
+        }
+        if out.len() + c.len_utf8() > FIELD_MANAGER_MAX_LENGTH {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The manager a write is recorded for: the `fieldManager` query parameter, else the User-Agent prefix.
+pub fn field_manager(call: &Call) -> String {
+    match call.param("fieldManager") {
+        Some(m) if !m.is_empty() => m.to_string(),
+        _ => prefix_from_user_agent(call.header(header::USER_AGENT)),
+    }
+}
+
+/// Upstream `ValidatePatchOptions` / `ValidateFieldManager` on the write options: 422
+/// `PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch`.
+/// `apply` is `Some(is_apply)` for PATCH and `None` for create and update.
+fn validate_write_options(
+    call: &Call,
+    options_kind: &str,
+    apply: Option<bool>,
+) -> Result<(), Status> {
+    use api::validation::{FieldError, Path};
+    let manager = call.param("fieldManager").unwrap_or("");
+    let field = Path::new("fieldManager");
+    let mut errors = Vec::new();
+    match apply {
+        Some(false) if call.param("force").is_some() => errors.push(FieldError::forbidden(
+            &Path::new("force"),
+            "may not be specified for non-apply patch",
+        )),
+        Some(true) if manager.is_empty() => {
+            errors.push(FieldError::required(&field, "is required for apply patch"))
+        }
+        _ => {}
+    }
+    if manager.len() > FIELD_MANAGER_MAX_LENGTH {
+        errors.push(FieldError::too_long(&field, FIELD_MANAGER_MAX_LENGTH));
+    }
+    for (i, c) in manager.chars().enumerate() {
+        if c.is_control() {
+            errors.push(FieldError::invalid_str(
+                &field,
+                manager,
+                format!("invalid character U+{:04X} (at position {i})", c as u32),
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Status::invalid_kind(
+            "meta.k8s.io",
+            options_kind,
+            "",
+            &api::Invalid::from(errors),
+        ))
+    }
+}
+
+/// The applied configuration of a server-side apply, checked like upstream: apiVersion and kind of the
+/// endpoint, fields per `fieldValidation`, and no `managedFields` (the server owns them).
+fn apply_config(
+    call: &Call,
+    info: &ResourceInfo,
+    validation: FieldValidation,
+    warnings: &mut Vec<String>,
+) -> Result<Value, Status> {
+    let config = codec::apply_create_body(call, info, validation, warnings)?;
+    if config
+        .pointer("/metadata/managedFields")
+        .is_some_and(|v| !v.is_null())
+    {
+        return Err(Status::bad_request("metadata.managedFields must be nil"));
+    }
+    Ok(config)
+}
+
+fn writer<'a>(
+    info: &'a ResourceInfo,
+    manager: &'a str,
+    subresource: &'a str,
+    now: &'a str,
+) -> Writer<'a> {
+    let scope = match subresource {
+        "" => Scope::Main {
+            has_status: info.subresource("status").is_some(),
+        },
+        "status" => Scope::Status,
+        _ => Scope::Whole,
+    };
+    Writer {
+        kind: info.kind,
+        api_version: info.api_version,
+        manager,
+        subresource,
+        scope,
+        now,
+    }
+}
+
+/// Maps an apply failure to upstream's answer: 409 Conflict with one `FieldManagerConflict` cause per field,
+/// 400 for a malformed configuration, and for a configuration that does not fit the schema the 500 without a
+/// reason that kube-apiserver sends (`Error from server: failed to create typed patch object (...)`).
+fn apply_status(info: &ResourceInfo, ns: Option<&str>, name: &str, err: ApplyError) -> Status {
+    match &err {
+        ApplyError::Conflicts(conflicts) => Status {
+            code: 409,
+            status: "Failure",
+            reason: "Conflict",
+            message: err.to_string(),
+            details: Some(Box::new(api::status::Details {
+                causes: conflicts
+                    .iter()
+                    .map(|c| api::status::Cause {
+                        reason: "FieldManagerConflict".into(),
+                        message: format!("conflict with {}", c.manager),
+                        field: c.path.to_string(),
+                    })
+                    .collect(),
+                ..Default::default()
+            })),
+        },
+        ApplyError::Schema { .. } => {
+            let gvk = if info.group.is_empty() {
+                format!("/{}, Kind={}", info.api_version, info.kind)
+            } else {
+                format!("{}, Kind={}", info.api_version, info.kind)
+            };
+            Status {
+                code: 500,
+                status: "Failure",
+                reason: "",
+                message: format!(
+                    "failed to create typed patch object ({}/{name}; {gvk}): {err}",
+                    ns.unwrap_or("")
+                ),
+                details: None,
+            }
+        }
+        ApplyError::BadConfiguration(m) => Status::bad_request(m.clone()),
+    }
+}
+
+fn take_managed(obj: &mut Value) -> Option<Value> {
+    obj.get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .and_then(|m| m.remove("managedFields"))
+}
+
+fn put_managed(obj: &mut Value, managed: &Managed) {
+    let encoded = managed.encode();
+    let m = meta::meta_mut(obj);
+    if encoded.as_array().is_some_and(Vec::is_empty) {
+        m.remove("managedFields");
+    } else {
+        m.insert("managedFields".into(), encoded);
+    }
+}
+
+/// Decodes stored `managedFields`; undecodable entries are dropped like upstream (`emptyManagedFieldsOnErr`).
+fn decode_managed(v: Option<&Value>, info: &ResourceInfo, name: &str) -> Managed {
+    Managed::decode(v).unwrap_or_else(|e| {
+        tracing::warn!(resource = info.plural, name, error = %e, "dropping undecodable managedFields");
+        Managed::default()
+    })
+}
+
+fn without_resource_version(obj: &Value) -> Value {
+    let mut o = obj.clone();
+    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+        m.remove("managedFields");
+    }
+    o
+}
+
+/// Stores `managed` in `new`; when neither the object nor the ownership changed, the old entries are kept
+/// verbatim, timestamps included (upstream `IgnoreManagedFieldsTimestampsTransformer`).
+fn finish_managed(info: &ResourceInfo, name: &str, old: &Value, new: &mut Value, managed: Managed) {
+    let old_entries = old.pointer("/metadata/managedFields");
+    let stored = decode_managed(old_entries, info, name);
+    take_managed(new);
+    if let Some(entries) = old_entries
+        && managed.equal_ignoring_times(&stored)
+        && without_resource_version(old) == without_resource_version(new)
+    {
+        let entries = entries.clone();
+        meta::meta_mut(new).insert("managedFields".into(), entries);
+        return;
+    }
+    put_managed(new, &managed);
+}
+
+/// Records a non-apply write of `manager` that turned `old` into `new` (upstream `FieldManager.Update`): the
+/// manager's `Update` entry takes every field it added or changed from the other managers. The entries start
+/// from the request's `managedFields` when it sends valid ones (an empty list or `[{}]` resets them), else
+/// from the stored ones; subresource writes always start from the stored ones.
+pub fn record_update(
+    info: &ResourceInfo,
+    subresource: &str,
+    manager: &str,
+    old: &Value,
+    new: &mut Value,
+    requested: Option<&Value>,
+) {
+    let mut old_clean = old.clone();
+    let stored = decode_managed(take_managed(&mut old_clean).as_ref(), info, meta::name(old));
+    let base = if !subresource.is_empty() {
+        stored
+    } else if Managed::is_reset(requested) {
+        Managed::default()
+    } else {
+        match Managed::decode(requested) {
+            Ok(m) if !m.entries.is_empty() => m,
+            _ => stored,
+        }
+    };
+    take_managed(new);
+    let now = meta::now_rfc3339();
+    let managed = wire::apply::update(
+        &writer(info, manager, subresource, &now),
+        Some(&old_clean),
+        new,
+        base,
+    );
+    finish_managed(info, meta::name(old), old, new, managed);
 }
 
 /// Parsed `DeleteOptions` (query parameters and/or body).

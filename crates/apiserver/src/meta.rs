@@ -89,11 +89,11 @@ pub fn set_resource_version(obj: &mut Value, revision: u64) {
 }
 
 /// Removes fields that are never persisted inside the stored value (the revision is the store's own).
+/// `managedFields` are persisted: the handlers compute them on every write.
 pub fn strip_for_storage(obj: &mut Value) {
     if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
         m.remove("selfLink");
-        m.remove("managedFields");
     }
 }
 

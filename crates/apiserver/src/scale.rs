@@ -1,6 +1,8 @@
 //! The `scale` subresource of Deployments, ReplicaSets and StatefulSets as an `autoscaling/v1` `Scale`:
 //! reads `spec.replicas`, `status.replicas` and the selector of the parent, and writes `spec.replicas` back with
-//! compare-and-swap. It must never change anything of the parent but `spec.replicas`.
+//! compare-and-swap, recording the writer in `managedFields` as upstream does (an `Update` entry with
+//! `subresource: scale` that takes `spec.replicas` from its previous owners). It must never change anything of
+//! the parent but `spec.replicas` and that ownership.
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -97,6 +99,7 @@ async fn write(
     info: &ResourceInfo,
     ns: Option<&str>,
     name: &str,
+    manager: &str,
     replicas: i64,
     expected_rv: Option<&str>,
     old: Value,
@@ -109,7 +112,8 @@ async fn write(
     }
     let mut new = old.clone();
     new["spec"]["replicas"] = json!(replicas);
-    let new = prepare_write(info, Part::Main, new, &old)?;
+    let mut new = prepare_write(info, Part::Main, new, &old)?;
+    crate::handlers::record_update(info, "scale", manager, &old, &mut new, None);
     match commit_update(app, info, ns, name, new, rev).await {
         Ok((new, _, _)) => Ok(Some(scale_of(&new))),
         Err(StoreError::Conflict { .. }) if expected_rv.is_none() => Ok(None),
@@ -131,11 +135,23 @@ pub async fn update(
         return Err(scale_invalid(name, replicas));
     }
     let expected = meta::meta_str(&scale, "resourceVersion").map(str::to_string);
+    let manager = crate::handlers::field_manager(call);
     loop {
         let (old, rev) = load(app, info, ns, name)
             .await?
             .ok_or_else(|| Status::not_found(info, name))?;
-        if let Some(s) = write(app, info, ns, name, replicas, expected.as_deref(), old, rev).await?
+        if let Some(s) = write(
+            app,
+            info,
+            ns,
+            name,
+            &manager,
+            replicas,
+            expected.as_deref(),
+            old,
+            rev,
+        )
+        .await?
         {
             return Ok(json_response(StatusCode::OK, &s, codec::JSON));
         }
@@ -165,6 +181,7 @@ pub async fn patch(
 ) -> HResult {
     let kind = PatchKind::from_call(call, info)?;
     let validation = FieldValidation::from_call(call)?;
+    let manager = crate::handlers::field_manager(call);
     loop {
         let (old, rev) = load(app, info, ns, name)
             .await?
@@ -187,7 +204,18 @@ pub async fn patch(
         let expected = meta::meta_str(&patched, "resourceVersion")
             .filter(|rv| Some(*rv) != meta::meta_str(&current, "resourceVersion"))
             .map(str::to_string);
-        if let Some(s) = write(app, info, ns, name, replicas, expected.as_deref(), old, rev).await?
+        if let Some(s) = write(
+            app,
+            info,
+            ns,
+            name,
+            &manager,
+            replicas,
+            expected.as_deref(),
+            old,
+            rev,
+        )
+        .await?
         {
             return Ok(json_response(StatusCode::OK, &s, codec::JSON));
         }

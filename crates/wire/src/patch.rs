@@ -13,10 +13,8 @@
 //! list) orders the patched elements and they are interleaved with the live-only ones by live
 //! order, so a new element sent without `$setElementOrder` lands in front, as on kube-apiserver.
 //!
-//! Simplification: server-side apply merges the applied configuration into the live object with
-//! the same merge keys but without `managedFields` (kubectl-compat.md §0.6), so a field removed
-//! from the applied configuration is not removed from the live object, and there are no
-//! conflicts (`force` has nothing to override).
+//! Server-side apply with field ownership lives in [`crate::apply`]; [`apply`] here is its plain
+//! merge for writers that track no ownership (the `scale` subresource's apply body).
 
 use serde_json::{Map, Value};
 
@@ -538,46 +536,12 @@ fn normalize_order(
     out
 }
 
-/// Server-side apply without field ownership: creates the object from `applied` when `live` is
-/// absent, otherwise merges `applied` into `live` with the kind's merge keys (maps merge, keyed
-/// lists merge by key, set lists union, other lists are replaced; `null` removes a field).
-/// Kinds without a strategic schema (custom resources) merge maps and replace lists, which is
-/// what structural schemas without list-type annotations do upstream.
+/// Server-side apply's merge without field ownership: creates the object from `applied` when
+/// `live` is absent, otherwise merges `applied` into `live` with the kind's list semantics
+/// ([`crate::apply::merge`]). Errors come back as [`PatchError::Strategic`] at the root.
 pub fn apply(live: Option<&Value>, applied: &Value, kind: &str) -> Result<Value, PatchError> {
-    let Value::Object(applied_map) = applied else {
+    if !applied.is_object() {
         return Err(PatchError::NotAnObject(type_name(applied)));
-    };
-    if let Some(k) = find_directive(applied) {
-        return Err(err(
-            &[],
-            format!(
-                "apply configuration contains the patch directive {k:?}, which only strategic merge patch accepts; remove it"
-            ),
-        ));
     }
-    let Some(live) = live else {
-        return Ok(applied.clone());
-    };
-    let Value::Object(live_map) = live else {
-        return Err(PatchError::NotAnObject(type_name(live)));
-    };
-    let smp = Smp { kind };
-    Ok(Value::Object(
-        smp.merge_map(Some(live_map.clone()), applied_map, &mut Vec::new())?
-            .unwrap_or_default(),
-    ))
-}
-
-fn find_directive(v: &Value) -> Option<String> {
-    match v {
-        Value::Object(m) => m.iter().find_map(|(k, v)| {
-            if k.starts_with('$') {
-                Some(k.clone())
-            } else {
-                find_directive(v)
-            }
-        }),
-        Value::Array(a) => a.iter().find_map(find_directive),
-        _ => None,
-    }
+    crate::apply::merge(kind, live, applied).map_err(|e| err(&[], e.to_string()))
 }
