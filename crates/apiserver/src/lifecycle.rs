@@ -5,8 +5,15 @@
 //! resource separately and step around an object the store cannot decrypt (logging its key), so one bad Secret
 //! never stops them. The tasks act through the same handler functions as clients do; they must never write around
 //! validation or CAS.
+//!
+//! Several API servers on one etcd would each sweep the whole store: CAS keeps that safe but multiplies the work,
+//! so the tasks run only on the holder of the etcd election [`ELECTION`] ([`Election::Etcd`]); the others campaign
+//! and take over when the holder's lease lapses (a killed server) or it resigns (a stopped one). On SQLite a data
+//! dir has one server, which always leads ([`Election::Sole`]). A server never sweeps without leading: losing the
+//! lease cancels the pass in flight.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -76,8 +83,85 @@ pub async fn ensure_default_service_account(app: &App, namespace: &str) {
     }
 }
 
-/// Runs namespace finalization and garbage collection until shutdown.
-pub async fn run(app: std::sync::Arc<App>) {
+/// The etcd election whose holder runs the lifecycle tasks (every server on an etcd campaigns in it, so its
+/// candidates are the running servers of that datastore).
+pub const ELECTION: &str = "berth-lifecycle";
+/// The lease of [`ELECTION`]: a killed holder is replaced after at most this long (client-go's default).
+const ELECTION_TTL: Duration = Duration::from_secs(15);
+
+/// Which server of a datastore runs the lifecycle tasks.
+#[derive(Debug)]
+pub enum Election {
+    /// The only server of its datastore (SQLite): it always leads.
+    Sole,
+    /// One of possibly several servers on an etcd: it runs the tasks while it holds [`ELECTION`].
+    Etcd {
+        store: store_etcd::EtcdStore,
+        /// This server in the election (host name and listen address), for logs and `candidates`.
+        identity: String,
+    },
+}
+
+impl Election {
+    /// The election of a server listening on `listen` on etcd `store`, with this machine's host name.
+    pub fn etcd(store: store_etcd::EtcdStore, listen: std::net::SocketAddr) -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_ascii_lowercase())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "berth".into());
+        Election::Etcd {
+            store,
+            identity: format!("{host}_{listen}"),
+        }
+    }
+}
+
+/// Runs namespace finalization and garbage collection until shutdown, on etcd only while this server holds
+/// [`ELECTION`].
+pub async fn run(app: Arc<App>, election: Election) {
+    match election {
+        Election::Sole => run_tasks(&app).await,
+        Election::Etcd { store, identity } => run_elected(&app, &store, &identity).await,
+    }
+}
+
+/// Campaign, run the tasks while leading, campaign again after losing the lease; resign on shutdown.
+async fn run_elected(app: &App, store: &store_etcd::EtcdStore, identity: &str) {
+    loop {
+        // Stopping while campaigning revokes the lease: the server leaves the election at once.
+        let campaign = store
+            .elect_until(ELECTION, identity, ELECTION_TTL, app.shutdown.cancelled())
+            .await;
+        let leadership = match campaign {
+            Ok(Some(leadership)) => leadership,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "lifecycle election failed, retrying");
+                tokio::select! {
+                    _ = app.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(RETRY) => continue,
+                }
+            }
+        };
+        tracing::info!(%identity, election = ELECTION, "leading the lifecycle tasks (namespace deletion, garbage collection)");
+        tokio::select! {
+            _ = run_tasks(app) => {
+                // Shutdown: hand over at once rather than after the lease's TTL.
+                if let Err(e) = leadership.resign().await {
+                    tracing::warn!(error = %e, "could not resign the lifecycle election; another server takes over when the lease expires");
+                }
+                return;
+            }
+            _ = leadership.lost() => {
+                tracing::warn!(%identity, election = ELECTION, "lost the lifecycle election; stopped the lifecycle tasks, campaigning again");
+            }
+        }
+    }
+}
+
+/// The lifecycle tasks, restarted after errors, until shutdown.
+async fn run_tasks(app: &App) {
     loop {
         if app.shutdown.is_cancelled() {
             return;
@@ -85,17 +169,16 @@ pub async fn run(app: std::sync::Arc<App>) {
         // A pass against an unreachable datastore can take long: shutdown must not wait for it.
         let result = tokio::select! {
             _ = app.shutdown.cancelled() => return,
-            result = run_once(&app) => result,
+            result = run_once(app) => result,
         };
         match result {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "lifecycle controller restarting");
-                tokio::select! {
-                    _ = app.shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(RETRY) => {}
-                }
-            }
+            Ok(()) if app.shutdown.is_cancelled() => return,
+            Ok(()) => tracing::warn!("lifecycle watch ended, restarting"),
+            Err(e) => tracing::warn!(error = %e, "lifecycle controller restarting"),
+        }
+        tokio::select! {
+            _ = app.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(RETRY) => {}
         }
     }
 }
@@ -121,8 +204,14 @@ async fn run_once(app: &App) -> Result<(), StoreError> {
                 Some(Err(e @ StoreError::Expired { .. })) => return Err(e),
                 Some(Err(e)) => tracing::warn!(error = %e, "lifecycle watch event unreadable"),
                 Some(Ok(ev)) => {
-                    let Ok(obj) = codec::parse_stored(&ev.value) else { continue };
                     let is_delete = ev.kind == store::EventKind::Deleted;
+                    // Most writes neither delete nor carry owners: skip parsing those (stored objects are written
+                    // by `codec::to_stored`, which puts every key verbatim in quotes).
+                    let mentions = |key: &[u8]| ev.value.windows(key.len()).any(|w| w == key);
+                    if !is_delete && !mentions(b"\"deletionTimestamp\"") && !mentions(b"\"ownerReferences\"") {
+                        continue;
+                    }
+                    let Ok(obj) = codec::parse_stored(&ev.value) else { continue };
                     if is_delete || meta::is_deleting(&obj) {
                         react(app, &obj, is_delete).await?;
                     }
@@ -201,6 +290,7 @@ async fn all_objects(app: &App, prefix: &str) -> Result<Vec<Value>, StoreError> 
 }
 
 async fn full_pass(app: &App) -> Result<(), StoreError> {
+    tracing::debug!("lifecycle sweep");
     let mut objects = Vec::new();
     for info in resources::all() {
         objects.extend(all_objects(app, &info.storage_prefix()).await?);
@@ -435,7 +525,7 @@ mod tests {
 
     async fn running() -> TestApp {
         let t = test_app().await;
-        tokio::spawn(super::run(t.app.clone()));
+        tokio::spawn(super::run(t.app.clone(), super::Election::Sole));
         t
     }
 
@@ -519,7 +609,7 @@ mod tests {
         names.sort();
         // z-good was written under the lost key too; only the orphan (new key) reads.
         assert_eq!(names, ["m-orphan"]);
-        tokio::spawn(super::run(t.app.clone()));
+        tokio::spawn(super::run(t.app.clone(), super::Election::Sole));
         eventually_gone(&t, "/api/v1/namespaces/default/secrets/m-orphan").await;
         // The sweep goes on: a dangling ConfigMap created now is collected too.
         let dangling = json!({"metadata": {"name": "late", "ownerReferences": [{"apiVersion": "v1",

@@ -1,6 +1,6 @@
 //! Server assembly: data-dir layout, TLS and token bootstrap (admin/viewer kubeconfigs, the node token), the
 //! datastore (SQLite by default, or etcd through [`spawn_with`]) with Secrets encrypted at rest, the lifecycle
-//! tasks, and the HTTPS listener, with graceful shutdown. [`spawn`] returns once the server is ready (for
+//! tasks (on etcd only on the holder of their election), and the HTTPS listener, with graceful shutdown. [`spawn`] returns once the server is ready (for
 //! in-process tests and the all-in-one binary, which mounts the console through it); [`run`] is `spawn` then
 //! wait. With [`spawn`], [`crate::storage`] is the only place that names a backend (the handlers see the
 //! `Storage` trait). It must never log a token or key.
@@ -154,6 +154,16 @@ pub async fn spawn_with(
     let store = crate::storage::open_datastore(&config.data_dir, &datastore, &pki.ca_pem)
         .await
         .map_err(|e| ServerError::Datastore(Box::new(e)))?;
+    // On etcd the lifecycle tasks run on one server at a time (its own connection for the election).
+    let election = match &datastore {
+        Datastore::Sqlite => lifecycle::Election::Sole,
+        Datastore::Etcd(etcd) => lifecycle::Election::etcd(
+            store_etcd::EtcdStore::connect(etcd.clone())
+                .await
+                .map_err(|e| ServerError::Datastore(Box::new(DatastoreError::Etcd(e))))?,
+            local,
+        ),
+    };
     let app = Arc::new(App {
         store,
         auth: tokens.authenticator(),
@@ -172,7 +182,7 @@ pub async fn spawn_with(
     let router = crate::ui::router(app.clone(), ui);
     tracing::info!(listen = %local, data_dir = %config.data_dir.display(), datastore = %datastore.describe(&config.data_dir), "berth API server ready");
     let task = tokio::spawn(async move {
-        let lifecycle_task = tokio::spawn(lifecycle::run(app.clone()));
+        let lifecycle_task = tokio::spawn(lifecycle::run(app.clone(), election));
         serve::serve_tls(listener, tls, router, shutdown).await;
         let _ = lifecycle_task.await;
         Ok(())

@@ -82,6 +82,24 @@ pub enum DatastoreError {
         count: u64,
         source_dir: String,
     },
+    /// `berth secrets rotate-key` while API servers use the datastore.
+    #[error(
+        "API servers are running on {datastore} ({servers}); stop every API server of the cluster before rotating \
+         the secrets encryption key (a running server keeps encrypting with the key it loaded; a killed one is \
+         listed for up to 15 s), then copy the rotated encryption.key to every server's data dir and start them \
+         again"
+    )]
+    ServersRunning { datastore: String, servers: String },
+    /// An API server started on the datastore while `berth secrets rotate-key` ran.
+    #[error(
+        "API servers started on {datastore} during the key rotation ({servers}); stop them, copy {key_file} to \
+         their data dirs and run the rotation again (it finds nothing left to re-encrypt if none wrote a Secret)"
+    )]
+    ServerStartedDuringRotation {
+        datastore: String,
+        servers: String,
+        key_file: PathBuf,
+    },
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -184,7 +202,8 @@ async fn check_cluster_identity(
             Err(StoreError::Decrypt { .. }) => {
                 return Err(foreign(format!(
                     "the encryption key {} cannot decrypt its records (another API server wrote them with \
-                     its own key); {copy_hint}",
+                     its own key, or `berth secrets rotate-key` rotated them: then copy the rotated \
+                     encryption.key here); {copy_hint}",
                     data_dir.join("encryption.key").display()
                 )));
             }
@@ -203,10 +222,66 @@ async fn check_cluster_identity(
     }
 }
 
-/// Re-encrypts every Secret of a data dir with a new key (the server must not be running: the store holds an
-/// exclusive lock on the database).
-pub async fn rotate_key(data_dir: &Path) -> Result<RotationReport, StoreError> {
-    open_encrypted(data_dir)?.rotate().await
+/// Re-encrypts every Secret (and, on etcd, the cluster identity record) with a new key added to
+/// `<data-dir>/encryption.key`; crash-safe and resumable as [`Encrypted::rotate`] is (run it again after a failure:
+/// it resumes with the key it generated). Every API server of the cluster must be stopped, since a running server
+/// keeps encrypting with the key it loaded: on SQLite the database lock enforces that, on etcd the rotation refuses
+/// while any server campaigns in the lifecycle election `berth-lifecycle` (every running server on an etcd does;
+/// a server killed without stopping stays listed until its 15 s lease lapses). On etcd, copy the rotated `encryption.key` to every server's data dir before starting them
+/// again; a server still holding the old key refuses to start and says so.
+pub async fn rotate_key(
+    data_dir: &Path,
+    datastore: &Datastore,
+) -> Result<RotationReport, DatastoreError> {
+    let config = match datastore {
+        Datastore::Sqlite => {
+            let failed = |source| DatastoreError::Store {
+                path: data_dir.to_path_buf(),
+                source,
+            };
+            return open_encrypted(data_dir)
+                .map_err(failed)?
+                .rotate()
+                .await
+                .map_err(failed);
+        }
+        Datastore::Etcd(config) => config,
+    };
+    let url = config.display_url();
+    let remote = |source| DatastoreError::Remote {
+        datastore: url.clone(),
+        source,
+    };
+    let ca_file = data_dir.join("pki/ca.crt");
+    let ca_pem = std::fs::read_to_string(&ca_file).map_err(|source| DatastoreError::Read {
+        path: ca_file.clone(),
+        source,
+    })?;
+    let etcd = EtcdStore::connect(config.clone()).await?;
+    let running = etcd.candidates(crate::lifecycle::ELECTION).await?;
+    if !running.is_empty() {
+        return Err(DatastoreError::ServersRunning {
+            datastore: url.clone(),
+            servers: running.join(", "),
+        });
+    }
+    let store = Encrypted::open(etcd.clone(), encryption(data_dir, &[CLUSTER_IDENTITY_KEY]))
+        .map_err(|source| DatastoreError::Store {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+    // A data dir of another cluster would fail on its first Secret; say why before touching the key file.
+    check_cluster_identity(&store, data_dir, &url, &ca_pem).await?;
+    let report = store.rotate().await.map_err(remote)?;
+    let started = etcd.candidates(crate::lifecycle::ELECTION).await?;
+    if !started.is_empty() {
+        return Err(DatastoreError::ServerStartedDuringRotation {
+            datastore: url.clone(),
+            servers: started.join(", "),
+            key_file: data_dir.join("encryption.key"),
+        });
+    }
+    Ok(report)
 }
 
 /// What [`migrate_sqlite_to_etcd`] did.

@@ -1,7 +1,9 @@
 //! API servers on a real etcd (Debian's /usr/bin/etcd, data on /dev/shm through the store-etcd fixture): two
 //! servers on one 3-member cluster read and watch each other's writes, keep serving when the raft leader member is
 //! killed, and refuse a data dir of another cluster; an unreachable etcd is a 503 naming it; `berth migrate`'s
-//! SQLite -> etcd copy keeps names, uids and encrypted Secrets, is idempotent and refuses a foreign target.
+//! SQLite -> etcd copy keeps names, uids and encrypted Secrets, is idempotent and refuses a foreign target;
+//! `berth secrets rotate-key` on etcd refuses while a server runs, resumes an interrupted rotation, re-encrypts
+//! every Secret, and a server still holding the old key refuses to start.
 
 #[path = "../../store-etcd/tests/common/mod.rs"]
 mod etcd;
@@ -367,4 +369,134 @@ async fn migrate_copies_objects_with_their_uids_and_encrypted_secrets_idempotent
         err.contains("already holds") && err.contains("--force") && err.contains(&cluster.url()),
         "{err}"
     );
+}
+
+/// The raw (encrypted) values of every Secret in etcd.
+async fn raw_secrets(cluster: &etcd::Cluster) -> Vec<(String, Vec<u8>)> {
+    cluster
+        .connect()
+        .await
+        .list("/registry/core/secrets/", store::ListOptions::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|kv| (kv.key, kv.value.to_vec()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rotate_key_on_etcd_refuses_running_servers_resumes_and_reencrypts_every_secret() {
+    use base64::Engine;
+    let cluster = etcd::Cluster::single();
+    let datastore = apiserver::Datastore::Etcd(cluster.config());
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), datastore.clone()).await;
+    let secrets: Api<Secret> = Api::namespaced(server.client.clone(), "default");
+    for i in 0..5 {
+        secrets
+            .create(
+                &PostParams::default(),
+                &secret(&format!("s{i}"), &format!("pw-{i}")),
+            )
+            .await
+            .unwrap();
+    }
+    // Every running server campaigns in the lifecycle election: rotating under it is refused.
+    let raw = cluster.connect().await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while raw.candidates("berth-lifecycle").await.unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never campaigned"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let err = apiserver::rotate_key(dir.path(), &datastore)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, apiserver::DatastoreError::ServersRunning { .. }),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&cluster.url())
+            && msg.contains("127.0.0.1:")
+            && msg.contains("stop every API server"),
+        "{msg}"
+    );
+    let before = raw_secrets(&cluster).await;
+    let old_dir = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), old_dir.path());
+    server.stop().await;
+
+    // A rotation interrupted right after writing its new key to the key file (its first step).
+    let key_file = dir.path().join("encryption.key");
+    let mut keys: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&key_file).unwrap()).unwrap();
+    let old_name = keys["keys"][0]["name"].as_str().unwrap().to_owned();
+    let material: [u8; 32] = rand::random();
+    keys["keys"].as_array_mut().unwrap().insert(
+        0,
+        serde_json::json!({"name": "key-resumed",
+            "secret": base64::engine::general_purpose::STANDARD.encode(material)}),
+    );
+    std::fs::write(&key_file, serde_json::to_vec(&keys).unwrap()).unwrap();
+
+    let report = apiserver::rotate_key(dir.path(), &datastore).await.unwrap();
+    assert_eq!(
+        report.primary, "key-resumed",
+        "resumed, no third key: {report:?}"
+    );
+    assert!(
+        report.complete && report.removed_keys == [old_name.clone()],
+        "{report:?}"
+    );
+    let after = raw_secrets(&cluster).await;
+    // Every Secret and the cluster identity record.
+    assert_eq!(report.rewritten as usize, after.len() + 1, "{report:?}");
+    assert_eq!(after.len(), before.len());
+    for (key, value) in &after {
+        assert!(
+            value.starts_with(b"k8s:enc:aesgcm:v1:key-resumed:"),
+            "{key} re-encrypted with the new key"
+        );
+        assert!(
+            !value.windows(3).any(|w| w == b"pw-"),
+            "{key} is ciphertext"
+        );
+    }
+    let keys: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&key_file).unwrap()).unwrap();
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 1);
+    // A data dir still holding the old key no longer opens the cluster, and says why.
+    let config = apiserver::ServerConfig {
+        data_dir: old_dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+    };
+    let refused = apiserver::spawn_with(
+        config,
+        datastore.clone(),
+        None,
+        apiserver::CancellationToken::new(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        refused.contains("cannot decrypt") && refused.contains("rotate-key"),
+        "{refused}"
+    );
+
+    // A server from the rotated data dir reads every Secret.
+    let server = Server::start(dir.path(), datastore.clone()).await;
+    let secrets: Api<Secret> = Api::namespaced(server.client.clone(), "default");
+    for i in 0..5 {
+        assert_eq!(
+            password(&secrets.get(&format!("s{i}")).await.unwrap()),
+            format!("pw-{i}")
+        );
+    }
+    server.stop().await;
 }

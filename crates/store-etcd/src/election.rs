@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, LeaderKey, ResignOptions};
+use etcd_client::{Client, GetOptions, LeaderKey, ResignOptions, SortOrder, SortTarget};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -93,6 +93,21 @@ impl EtcdStore {
         identity: &str,
         ttl: Duration,
     ) -> Result<Leadership, EtcdError> {
+        let never = std::future::pending::<()>();
+        let leadership = self.elect_until(name, identity, ttl, never).await?;
+        Ok(leadership.expect("a campaign without a stop signal only ends by leading or failing"))
+    }
+
+    /// [`EtcdStore::elect`] until `stop` resolves: then the campaign ends with `Ok(None)` and its
+    /// lease is revoked at once, so this candidate leaves the election (and
+    /// [`EtcdStore::candidates`]) immediately rather than after `ttl`.
+    pub async fn elect_until(
+        &self,
+        name: &str,
+        identity: &str,
+        ttl: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<Option<Leadership>, EtcdError> {
         let url = self.inner.url.clone();
         let failed = |what: &str, reason: String| EtcdError::Election {
             name: name.to_owned(),
@@ -124,10 +139,18 @@ impl EtcdStore {
         let mut lost = lost_rx.clone();
         let campaign = client.campaign(election_key, identity, lease);
         let response = tokio::select! {
-            r = campaign => r,
+            r = campaign => Some(r),
             _ = lost.wait_for(|l| *l) => {
                 return Err(failed("campaign", "the lease could not be renewed while waiting to lead".into()));
             }
+            _ = stop => None,
+        };
+        let Some(response) = response else {
+            drop(renewer);
+            if let Err(e) = client.lease_revoke(lease).await {
+                tracing::debug!(election = %name, error = %crate::error::describe(&e), "could not revoke an abandoned campaign's lease; it expires after its ttl");
+            }
+            return Ok(None);
         };
         let leader = match response {
             Ok(mut r) => r.take_leader(),
@@ -141,7 +164,7 @@ impl EtcdStore {
             return Err(failed("campaign", "etcd returned no leader key".into()));
         };
         tracing::info!(election = %name, %identity, key = %String::from_utf8_lossy(leader.key()), "became leader");
-        Ok(Leadership {
+        Ok(Some(Leadership {
             name: name.to_owned(),
             url,
             client,
@@ -149,7 +172,38 @@ impl EtcdStore {
             lease,
             lost: lost_rx,
             renewer,
-        })
+        }))
+    }
+}
+
+impl EtcdStore {
+    /// The identities of every live candidate of election `name`, the leader first, then in
+    /// campaign order. Each candidate's key lives only as long as its lease, so this names the
+    /// processes that currently take part (a process killed without resigning stays listed until
+    /// its lease's TTL has passed).
+    pub async fn candidates(&self, name: &str) -> Result<Vec<String>, EtcdError> {
+        let prefix = format!("{}{ELECTIONS}{name}/", self.inner.config.key_prefix);
+        let response = self
+            .client()
+            .get(
+                prefix,
+                Some(
+                    GetOptions::new()
+                        .with_prefix()
+                        .with_sort(SortTarget::Create, SortOrder::Ascend),
+                ),
+            )
+            .await
+            .map_err(|e| EtcdError::Election {
+                name: name.to_owned(),
+                url: self.inner.url.clone(),
+                reason: format!("list candidates: {}", crate::error::describe(&e)),
+            })?;
+        Ok(response
+            .kvs()
+            .iter()
+            .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
+            .collect())
     }
 }
 

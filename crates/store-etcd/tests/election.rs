@@ -109,3 +109,71 @@ async fn abandoned_campaign_does_not_keep_its_lease_alive() {
     .unwrap();
     assert!(third.is_held());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn candidates_lists_the_leader_first_then_waiting_candidates_until_they_leave() {
+    let cluster = common::Cluster::single();
+    let a = cluster.connect().await;
+    let b = cluster.connect().await;
+    assert!(a.candidates("lifecycle").await.unwrap().is_empty());
+    let first = a
+        .elect("lifecycle", "server-a", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let waiting = tokio::spawn(async move {
+        b.elect("lifecycle", "server-b", Duration::from_secs(5))
+            .await
+            .unwrap()
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.candidates("lifecycle").await.unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "b never queued");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        a.candidates("lifecycle").await.unwrap(),
+        ["server-a", "server-b"]
+    );
+    // Another election's candidates are not listed.
+    assert!(a.candidates("lifecycl").await.unwrap().is_empty());
+    first.resign().await.unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("b leads after a resigned")
+        .unwrap();
+    assert_eq!(a.candidates("lifecycle").await.unwrap(), ["server-b"]);
+    second.resign().await.unwrap();
+    assert!(a.candidates("lifecycle").await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_campaign_leaves_the_election_at_once() {
+    let cluster = common::Cluster::single();
+    let a = cluster.connect().await;
+    let b = cluster.connect().await;
+    let first = a
+        .elect("lifecycle", "a", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let waiting = tokio::spawn(async move {
+        b.elect_until("lifecycle", "b", Duration::from_secs(30), async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap()
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.candidates("lifecycle").await.unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "b never queued");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tx.send(()).unwrap();
+    assert!(
+        waiting.await.unwrap().is_none(),
+        "a stopped campaign does not lead"
+    );
+    // Gone well before its 30 s lease could expire.
+    assert_eq!(a.candidates("lifecycle").await.unwrap(), ["a"]);
+    assert!(first.is_held());
+}

@@ -66,6 +66,10 @@ pub struct NodeArgs {
     /// Longest image pull back-off (kubelet: 300s)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "300s", hide = true)]
     image_pull_backoff_max: Duration,
+    /// Do not share image blobs with other nodes (by default the agent serves its blobs to registered nodes on
+    /// its endpoint and asks them before the registry, one download per blob for the whole cluster)
+    #[arg(long)]
+    no_peer_blobs: bool,
 }
 
 #[derive(clap::Args)]
@@ -95,11 +99,18 @@ pub struct KubeconfigArgs {
 
 #[derive(clap::Subcommand)]
 pub enum SecretsCommand {
-    /// Re-encrypt every Secret with a newly generated key (stop the server first)
+    /// Re-encrypt every Secret with a newly generated key (stop every API server of the cluster first; on etcd,
+    /// then copy the rotated encryption.key to every server's data dir)
     RotateKey {
         /// The server's data directory
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// The cluster's datastore as given to `berth server --datastore` (etcd://HOST:PORT[,HOST:PORT...]);
+        /// default: SQLite in the data dir
+        #[arg(long, value_name = "URL")]
+        datastore: Option<String>,
+        #[command(flatten)]
+        etcd_tls: crate::cmd::migrate::EtcdTlsArgs,
     },
 }
 
@@ -203,6 +214,7 @@ impl NodeArgs {
             .or_else(credentials::default_docker_config_path);
         config.pull_backoff_initial = self.image_pull_backoff;
         config.pull_backoff_max = self.image_pull_backoff_max.max(self.image_pull_backoff);
+        config.peer_blobs = !self.no_peer_blobs;
         Ok(config)
     }
 }
@@ -296,11 +308,22 @@ pub async fn kubeconfig(args: KubeconfigArgs) -> anyhow::Result<i32> {
 
 pub async fn secrets(c: SecretsCommand) -> anyhow::Result<i32> {
     match c {
-        SecretsCommand::RotateKey { data_dir: dir } => {
+        SecretsCommand::RotateKey {
+            data_dir: dir,
+            datastore,
+            etcd_tls,
+        } => {
             let dir = data_dir(dir);
-            let report = apiserver::rotate_key(&dir).await.with_context(|| {
-                format!("rotating the secrets encryption key in {}", dir.display())
-            })?;
+            let datastore = etcd_tls.datastore(datastore.as_deref())?;
+            let report = apiserver::rotate_key(&dir, &datastore)
+                .await
+                .with_context(|| {
+                    format!(
+                        "rotating the secrets encryption key of {} with the key file in {}",
+                        datastore.describe(&dir),
+                        dir.display()
+                    )
+                })?;
             println!(
                 "secrets re-encrypted with key {}: {} rewritten, {} old key(s) removed",
                 report.primary,
