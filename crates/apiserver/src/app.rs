@@ -125,6 +125,7 @@ impl Call {
 }
 
 pub(crate) async fn dispatch(State(app): State<AppRef>, req: Request<Body>) -> Response {
+    let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     let route = routes::parse(parts.uri.path());
     let role = match parts.headers.get(header::AUTHORIZATION) {
@@ -159,16 +160,30 @@ pub(crate) async fn dispatch(State(app): State<AppRef>, req: Request<Body>) -> R
         body,
         role,
     };
-    let started = std::time::Instant::now();
-    let path = parts.uri.path().to_string();
     let method = call.method.clone();
-    let resp = match route {
+    let mut resp = match route {
+        Route::Resource(rp) if crate::registrycheck::handles(&rp) => {
+            crate::registrycheck::serve(&app, call, rp).await
+        }
         Route::Resource(rp) => crate::handlers::resource(&app, call, rp).await,
         other => non_resource(&app, &call, other).await,
     };
-    tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    let elapsed = started.elapsed();
+    // `Server-Timing` (W3C): the time from receiving the request head to handing the encoded response to the
+    // connection (body read, authentication, handler, serialization; not the network write), for benchmarks and
+    // browser developer tools. Clients that do not know the header ignore it.
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "handler;dur={:.3}",
+        elapsed.as_secs_f64() * 1000.0
+    )) {
+        resp.headers_mut().insert(SERVER_TIMING, v);
+    }
+    tracing::debug!(%method, path = parts.uri.path(), status = resp.status().as_u16(), elapsed_ms = elapsed.as_millis() as u64, "request");
     resp
 }
+
+/// The response header carrying the server's own time for a request (see [`dispatch`]).
+pub const SERVER_TIMING: header::HeaderName = header::HeaderName::from_static("server-timing");
 
 async fn non_resource(app: &App, call: &Call, route: Route) -> Response {
     if call.method != Method::GET && call.method != Method::HEAD {

@@ -12,9 +12,10 @@ use wire::selectors::{FieldSelector, LabelSelector};
 use crate::app::Call;
 use crate::codec::{self, FieldValidation, PatchKind};
 
-/// A server-side Table of `objects` (rows carry PartialObjectMetadata, the upstream default).
-pub fn table(info: &ResourceInfo, objects: &[Value], rev: u64, cont: Option<&str>) -> Value {
-    let mut t = wire::table::table(
+/// A server-side Table of `objects` (rows carry PartialObjectMetadata, the upstream default). The
+/// objects are consumed: each row takes its object's metadata without copying it.
+pub fn table(info: &ResourceInfo, objects: Vec<Value>, rev: u64, cont: Option<&str>) -> Value {
+    let mut t = wire::table::table_owned(
         info.kind,
         objects,
         wire::table::IncludeObject::Metadata,
@@ -26,6 +27,26 @@ pub fn table(info: &ResourceInfo, objects: &[Value], rev: u64, cont: Option<&str
     }
     t["metadata"] = metadata;
     t
+}
+
+/// [`table`] as JSON bytes, written straight from `objects` (see `wire::table::encode_table`): the list path.
+pub fn encode_table(
+    info: &ResourceInfo,
+    objects: &[Value],
+    rev: u64,
+    cont: Option<&str>,
+) -> Vec<u8> {
+    let mut metadata = json!({"resourceVersion": rev.to_string()});
+    if let Some(c) = cont {
+        metadata["continue"] = json!(c);
+    }
+    wire::table::encode_table(
+        info.kind,
+        objects,
+        wire::table::IncludeObject::Metadata,
+        chrono::Utc::now(),
+        &metadata,
+    )
 }
 
 fn patch_status(info: &ResourceInfo, err: PatchError) -> Status {

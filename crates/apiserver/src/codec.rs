@@ -199,6 +199,13 @@ pub fn add_warnings(resp: &mut Response, warnings: &[String]) {
     }
 }
 
+fn with_content_type(code: StatusCode, body: Vec<u8>, ct: &'static str) -> Response {
+    let mut resp = (code, body).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    resp
+}
+
 fn encode(code: StatusCode, value: &Value, out: Output) -> Response {
     let (body, ct) = match out {
         Output::Yaml => (
@@ -214,10 +221,7 @@ fn encode(code: StatusCode, value: &Value, out: Output) -> Response {
         ),
         Output::Json => (serde_json::to_vec(value).expect("json serializes"), JSON),
     };
-    let mut resp = (code, body).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-    resp
+    with_content_type(code, body, ct)
 }
 
 /// One object in the requested form.
@@ -229,11 +233,7 @@ pub fn respond_object(
     out: &Output,
 ) -> Response {
     match out {
-        Output::Table => encode(
-            code,
-            &table(info, std::slice::from_ref(&obj), rev, None),
-            Output::Table,
-        ),
+        Output::Table => encode(code, &table(info, vec![obj], rev, None), Output::Table),
         Output::Metadata => encode(
             code,
             &wire::table::partial_object_metadata(&obj),
@@ -252,10 +252,10 @@ pub fn respond_list(
     out: &Output,
 ) -> Response {
     match out {
-        Output::Table => encode(
+        Output::Table => with_content_type(
             StatusCode::OK,
-            &table(info, &items, rev, cont.as_deref()),
-            Output::Table,
+            crate::bridge::encode_table(info, &items, rev, cont.as_deref()),
+            TABLE,
         ),
         Output::Metadata => {
             let mut metadata = json!({"resourceVersion": rev.to_string()});
@@ -285,8 +285,8 @@ pub fn respond_list(
     }
 }
 
-/// A server-side Table of `objects`.
-pub fn table(info: &ResourceInfo, objects: &[Value], rev: u64, cont: Option<&str>) -> Value {
+/// A server-side Table of `objects` (consumed).
+pub fn table(info: &ResourceInfo, objects: Vec<Value>, rev: u64, cont: Option<&str>) -> Value {
     crate::bridge::table(info, objects, rev, cont)
 }
 

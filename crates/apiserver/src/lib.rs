@@ -1,7 +1,8 @@
 //! apiserver: berth's kubectl-compatible HTTPS API server. It owns everything HTTP: TLS bootstrap, bearer-token
 //! authentication and the admin/viewer/node roles, routing, request limits, content negotiation at the HTTP edge,
 //! CRUD/patch/watch handlers, the pod `binding`, `status` and `log` subresources (logs proxied to the node agent
-//! over pinned mutual TLS), metadata semantics (uid, resourceVersion, generation, generateName, finalizers,
+//! over pinned mutual TLS), the create-only `registrychecks` (forwarded to a Ready node's agent over the same
+//! channel), metadata semantics (uid, resourceVersion, generation, generateName, finalizers,
 //! deletion and garbage collection), the namespace lifecycle, and mounting the web console under `/ui`
 //! ([`spawn`] with a router). Object formats come from `wire`, the object model
 //! (registry, defaulting, validation, Status, OpenAPI, discovery) from `api`, and persistence from the `store`
@@ -21,6 +22,7 @@ mod lifecycle;
 mod meta;
 pub mod pki;
 pub mod podlog;
+mod registrycheck;
 pub mod routes;
 mod scale;
 mod serve;

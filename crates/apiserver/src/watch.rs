@@ -46,7 +46,7 @@ fn frame(kind: &str, object: &Value) -> Bytes {
 
 fn event_object(info: &ResourceInfo, obj: Value, rev: u64, out: Output) -> Value {
     match out {
-        Output::Table => codec::table(info, std::slice::from_ref(&obj), rev, None),
+        Output::Table => codec::table(info, vec![obj], rev, None),
         Output::Metadata => wire::table::partial_object_metadata(&obj),
         _ => obj,
     }

