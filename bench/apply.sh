@@ -12,6 +12,8 @@ scripts/install-deps
 command -v runc >/dev/null 2>&1 || { echo "runc is missing: apt-get install runc" >&2; exit 1; }
 [ -x /bin/busybox ] || { echo "/bin/busybox is missing: apt-get install busybox-static" >&2; exit 1; }
 cargo build --release -p berth -p bench
+. bench/scratch-fs.sh
+scratch_fs
 uptime
 status=0
 target/release/bench-apply --berth target/release/berth "$@" || status=$?

@@ -19,6 +19,8 @@ fi
 if command -v systemctl >/dev/null 2>&1; then systemctl stop containerd >/dev/null 2>&1 || true; fi
 command -v curl >/dev/null 2>&1 || { echo "curl is missing: apt-get install curl" >&2; exit 1; }
 cargo build --release -p berth -p bench
+. bench/scratch-fs.sh
+scratch_fs
 uptime
 status=0
 target/release/bench-unpack --berth target/release/berth "$@" || status=$?

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use bench::fixture::{BenchRegistry, Layout, build_image, runnable_image};
-use bench::measure::{loadavg, measure};
+use bench::measure::{loadavg, measure, settle};
 use clap::Parser;
 use serde_json::{Value, json};
 
@@ -49,6 +49,9 @@ struct Args {
     /// Longest wait for a rollout, seconds
     #[arg(long, default_value_t = 1200)]
     timeout_secs: u64,
+    /// Rounds (each: reference pull, then every node count uncached and cached); ratios are per round
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
 }
 
 /// A child process stopped with SIGTERM (then SIGKILL after 60 s) when dropped.
@@ -215,6 +218,20 @@ impl Cluster {
         cmd.arg("--kubeconfig").arg(self.kubeconfig());
         cmd.env_remove("KUBECONFIG").env("HOME", &self.home);
         cmd
+    }
+
+    /// The longest pull time in the `Pulled` Events of the default namespace ("Successfully pulled image
+    /// ... in 12.345s (12.4s including waiting)": the first figure), if any.
+    fn longest_pull(&self) -> anyhow::Result<Option<Duration>> {
+        let out = self.kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=Pulled",
+            "-o",
+            "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}",
+        ])?;
+        Ok(out.lines().filter_map(pull_time).max())
     }
 
     /// Runs kubectl; its standard output, or an error with its standard error.
@@ -642,6 +659,8 @@ struct Case {
     nodes: usize,
     cached: bool,
     rollout: Rollout,
+    /// The longest pull time any node's `Pulled` Event reports (uncached cases).
+    pulled: Option<Duration>,
     downloads: String,
 }
 
@@ -662,13 +681,163 @@ fn main() -> anyhow::Result<()> {
     let load_before = loadavg();
     eprintln!("load before: {load_before}");
 
+    let mut rounds = Vec::new();
+    for round in 1..=args.rounds {
+        eprintln!("round {round} of {}", args.rounds);
+        rounds.push(one_round(&args, &rt, &reg, &layout, repo_name, &image)?);
+    }
+    let load_after = loadavg();
+
+    println!(
+        "load before {load_before}, after {load_after}; image {} MiB in {} layers + busybox layer, {:.0} MiB compressed; {} round(s)",
+        args.size_mib,
+        args.layers,
+        layout.compressed as f64 / 1048576.0,
+        args.rounds
+    );
+    println!();
+    println!(
+        "| round | nodes | image | all {} Running | first Running | agent's pull (Pulled Event) | apply returned | pods per node | vs `berth pull` | registry downloads |",
+        args.replicas
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (r, round) in rounds.iter().enumerate() {
+        println!(
+            "| {} | - | `berth pull` (reference) | {:.2} s | | | | | 1x | {} |",
+            r + 1,
+            round.pull.as_secs_f64(),
+            round.pull_downloads
+        );
+        for c in &round.cases {
+            println!(
+                "| {} | {} | {} | {:.2} s | {:.2} s | {} | {:.2} s | {} | {} | {} |",
+                r + 1,
+                c.nodes,
+                if c.cached { "cached" } else { "uncached" },
+                c.rollout.all_running.as_secs_f64(),
+                c.rollout.first_running.as_secs_f64(),
+                c.pulled
+                    .map(|d| format!("{:.2} s", d.as_secs_f64()))
+                    .unwrap_or_else(|| "-".into()),
+                c.rollout.apply_returned.as_secs_f64(),
+                c.rollout
+                    .per_node
+                    .values()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join("/"),
+                if c.cached {
+                    "-".to_string()
+                } else {
+                    format!(
+                        "{:.2}x",
+                        c.rollout.all_running.as_secs_f64() / round.pull.as_secs_f64()
+                    )
+                },
+                c.downloads
+            );
+        }
+    }
+    println!();
+    for &nodes in &args.nodes {
+        let ratios: Vec<f64> = rounds
+            .iter()
+            .flat_map(|round| {
+                round
+                    .cases
+                    .iter()
+                    .filter(|c| c.nodes == nodes && !c.cached)
+                    .map(|c| c.rollout.all_running.as_secs_f64() / round.pull.as_secs_f64())
+            })
+            .collect();
+        let cached: Vec<f64> = rounds
+            .iter()
+            .flat_map(|round| {
+                round
+                    .cases
+                    .iter()
+                    .filter(|c| c.nodes == nodes && c.cached)
+                    .map(|c| c.rollout.all_running.as_secs_f64())
+            })
+            .collect();
+        println!(
+            "{nodes} node(s): uncached all Running / `berth pull` of the same round, median {:.2}x (goal <= 1.2x); cached all Running, median {:.2} s (goal <= 5 s)",
+            median(&ratios),
+            median(&cached)
+        );
+    }
+    Ok(())
+}
+
+/// The pull time in kubelet's "Successfully pulled image \"X\" in 12.345s (12.4s including waiting)...".
+fn pull_time(message: &str) -> Option<Duration> {
+    let rest = message.strip_prefix("Successfully pulled image ")?;
+    let (_, after) = rest.split_once("\" in ")?;
+    go_duration(after.split_whitespace().next()?)
+}
+
+/// A Go `time.Duration` string as kubelet prints it: `850ms`, `12.345s`, `1m5.2s`, `1h2m3s`.
+fn go_duration(text: &str) -> Option<Duration> {
+    let mut total = 0.0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let split = rest.find(|c: char| c.is_ascii_alphabetic())?;
+        let (number, tail) = rest.split_at(split);
+        let unit_len = tail
+            .find(|c: char| !c.is_ascii_alphabetic() && c != 'µ')
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_len);
+        let value: f64 = number.parse().ok()?;
+        total += value
+            * match unit {
+                "h" => 3600.0,
+                "m" => 60.0,
+                "s" => 1.0,
+                "ms" => 1e-3,
+                "us" | "µs" => 1e-6,
+                "ns" => 1e-9,
+                _ => return None,
+            };
+        rest = next;
+    }
+    (!text.is_empty()).then(|| Duration::from_secs_f64(total))
+}
+
+/// The median of a few samples (the mean of the middle two for an even count); 0 when empty.
+fn median(samples: &[f64]) -> f64 {
+    let mut v = samples.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// One round: the reference `berth pull`, then for each node count a fresh cluster, the uncached and the
+/// cached rollout.
+struct Round {
+    pull: Duration,
+    pull_downloads: String,
+    cases: Vec<Case>,
+}
+
+fn one_round(
+    args: &Args,
+    rt: &tokio::runtime::Runtime,
+    reg: &BenchRegistry,
+    layout: &Layout,
+    repo_name: &str,
+    image: &str,
+) -> anyhow::Result<Round> {
     // Reference: one plain `berth pull` (fetch, verify, commit, unpack) into a fresh root.
     let root = reg.work.join("pull-root");
     let before = rt.block_on(reg.blob_downloads(repo_name));
+    settle();
     let pull = measure(
         Command::new(&args.berth)
             .arg("pull")
-            .arg(&image)
+            .arg(image)
             .arg("--secret")
             .arg(&reg.secret)
             .arg("--ca-file")
@@ -679,7 +848,7 @@ fn main() -> anyhow::Result<()> {
     )
     .context("running the reference berth pull")?;
     let after = rt.block_on(reg.blob_downloads(repo_name));
-    let pull_dl = Downloads::of(&layout, &before, &after, std::slice::from_ref(&root));
+    let pull_dl = Downloads::of(layout, &before, &after, std::slice::from_ref(&root));
     let left = leftovers(&root);
     ensure!(
         left.is_empty(),
@@ -696,9 +865,10 @@ fn main() -> anyhow::Result<()> {
     let timeout = Duration::from_secs(args.timeout_secs);
     let mut cases = Vec::new();
     for &nodes in &args.nodes {
-        let mut cluster = Cluster::start(&args, reg.work.join(format!("cluster-{nodes}")), nodes)?;
+        let dir = reg.work.join(format!("cluster-{nodes}"));
+        let mut cluster = Cluster::start(args, dir, nodes)?;
         let outcome = (|| -> anyhow::Result<()> {
-            cluster.prepare(&reg)?;
+            cluster.prepare(reg)?;
             for cached in [false, true] {
                 let name = if cached {
                     "bench-cached"
@@ -711,22 +881,32 @@ fn main() -> anyhow::Result<()> {
                     if cached { "cached" } else { "uncached" },
                     loadavg()
                 );
-                let rollout = cluster.rollout(name, &image, args.replicas, timeout)?;
+                settle();
+                let rollout = cluster.rollout(name, image, args.replicas, timeout)?;
+                // The agents' own account of the pull (kubelet's Pulled Event), to tell the pull from
+                // scheduling and container start.
+                let pulled = if cached {
+                    None
+                } else {
+                    cluster.longest_pull()?
+                };
                 let after = rt.block_on(reg.blob_downloads(repo_name));
                 let downloads =
-                    Downloads::of(&layout, &before, &after, &cluster.roots).describe(nodes);
+                    Downloads::of(layout, &before, &after, &cluster.roots).describe(nodes);
                 eprintln!(
-                    "  all {} Running after {:.2} s (first {:.2} s, apply returned {:.2} s); pods per node {:?}; {downloads}",
+                    "  all {} Running after {:.2} s (first {:.2} s, apply returned {:.2} s, agent's pull {:?}); pods per node {:?}; {downloads}",
                     args.replicas,
                     rollout.all_running.as_secs_f64(),
                     rollout.first_running.as_secs_f64(),
                     rollout.apply_returned.as_secs_f64(),
+                    pulled,
                     rollout.per_node
                 );
                 cases.push(Case {
                     nodes,
                     cached,
                     rollout,
+                    pulled,
                     downloads,
                 });
                 // cleanup, outside the timing
@@ -738,49 +918,11 @@ fn main() -> anyhow::Result<()> {
         outcome?;
         stopped?;
     }
-    let load_after = loadavg();
-
-    println!(
-        "load before {load_before}, after {load_after}; image {} MiB in {} layers + busybox layer, {:.0} MiB compressed",
-        args.size_mib,
-        args.layers,
-        layout.compressed as f64 / 1048576.0
-    );
-    println!(
-        "reference `berth pull` (fresh root, with unpack): {:.2} s; {}",
-        pull.wall.as_secs_f64(),
-        pull_dl.describe(1)
-    );
-    println!();
-    println!(
-        "| nodes | image | all {} Running | first Running | apply returned | pods per node | vs berth pull | registry downloads |",
-        args.replicas
-    );
-    println!("|---|---|---|---|---|---|---|---|");
-    for c in &cases {
-        let ratio = c.rollout.all_running.as_secs_f64() / pull.wall.as_secs_f64();
-        println!(
-            "| {} | {} | {:.2} s | {:.2} s | {:.2} s | {} | {} | {} |",
-            c.nodes,
-            if c.cached { "cached" } else { "uncached" },
-            c.rollout.all_running.as_secs_f64(),
-            c.rollout.first_running.as_secs_f64(),
-            c.rollout.apply_returned.as_secs_f64(),
-            c.rollout
-                .per_node
-                .values()
-                .map(|n| n.to_string())
-                .collect::<Vec<_>>()
-                .join("/"),
-            if c.cached {
-                "-".to_string()
-            } else {
-                format!("{ratio:.2}x")
-            },
-            c.downloads
-        );
-    }
-    Ok(())
+    Ok(Round {
+        pull: pull.wall,
+        pull_downloads: pull_dl.describe(1),
+        cases,
+    })
 }
 
 #[cfg(test)]
@@ -858,6 +1000,30 @@ mod tests {
         .unwrap();
         assert!(mentions(dir.path(), "127.0.0.1:5000"));
         assert!(!mentions(dir.path(), "127.0.0.1:5001"));
+    }
+
+    #[test]
+    fn pull_time_reads_kubelets_pulled_message_with_go_durations() {
+        let msg = |d: &str| {
+            format!(
+                "Successfully pulled image \"127.0.0.1:5000/a:b\" in {d} ({d} including waiting). Image size: 1 bytes."
+            )
+        };
+        assert_eq!(
+            pull_time(&msg("19.781s")),
+            Some(Duration::from_millis(19781))
+        );
+        assert_eq!(
+            pull_time(&msg("1m5.5s")),
+            Some(Duration::from_millis(65500))
+        );
+        assert_eq!(pull_time(&msg("850ms")), Some(Duration::from_millis(850)));
+        assert_eq!(
+            pull_time("Container image \"a\" already present on machine"),
+            None
+        );
+        assert_eq!(go_duration("12x"), None);
+        assert_eq!(go_duration(""), None);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use bench::fixture::{BenchRegistry, Layout, build_image, runnable_image};
-use bench::measure::{loadavg, measure};
+use bench::measure::{loadavg, measure, settle};
 use clap::Parser;
 use serde_json::{Value, json};
 
@@ -504,6 +504,7 @@ fn main() -> anyhow::Result<()> {
 
     // Reference: one plain `berth pull` (fetch, verify, commit, unpack) into a fresh root.
     let root = reg.work.join("pull-root");
+    settle();
     let pull = measure(
         Command::new(&args.berth)
             .arg("pull")
@@ -538,7 +539,10 @@ fn main() -> anyhow::Result<()> {
         let before = rt.block_on(reg.blob_downloads(repo_name));
         let outcome = fleet
             .prepare(&reg)
-            .and_then(|_| fleet.rollout(&image, Duration::from_secs(args.timeout_secs)));
+            .and_then(|_| {
+                settle();
+                fleet.rollout(&image, Duration::from_secs(args.timeout_secs))
+            });
         let after = rt.block_on(reg.blob_downloads(repo_name));
         let stopped = fleet.shutdown();
         let (wall, per_node) = outcome?;

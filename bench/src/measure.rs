@@ -28,6 +28,15 @@ pub struct Mark {
     pub last: bool,
 }
 
+/// Flushes every dirty page of the machine to disk (`sync(2)`) before a timed run, outside any timing, so
+/// that no run pays for writing back an earlier run's files (berth's `syncfs` per layer would otherwise wait
+/// for the previous tool's gigabyte). The scripts also give each run a fresh journaled ext4 filesystem (see
+/// `bench/scratch-fs.sh`); every tool gets the same treatment.
+pub fn settle() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+}
+
 /// Runs `cmd` to completion (standard output discarded) and measures it.
 pub fn measure(cmd: &mut Command) -> anyhow::Result<Run> {
     cmd.stdout(Stdio::null());

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bench::fixture::{BenchRegistry, Layout, PASSWORD, USER, build_image};
-use bench::measure::{Mark, Run, Stats, loadavg, measure, measure_marked, median_min};
+use bench::measure::{Mark, Run, Stats, loadavg, measure, measure_marked, median_min, settle};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -139,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
             let dest = reg.work.join(format!("dest-{round}-{k}"));
             let _ = std::fs::remove_dir_all(&dest);
             std::fs::create_dir_all(&dest)?;
+            settle();
             let sample = match tool {
                 Tool::Berth => berth_round(&args, &reg, &repo, &dest),
                 Tool::Containerd => containerd_round(&hosts_dir, &repo, &dest, layout.layers.len()),
