@@ -11,15 +11,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::BufReader;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use bench::fixture::{BenchRegistry, Layout, build_image, runnable_image};
 use bench::measure::{loadavg, measure, settle};
+use bench::process::{Proc, free_port, leftovers, mentions, tail};
 use clap::Parser;
 use serde_json::{Value, json};
 
@@ -52,92 +52,6 @@ struct Args {
     /// Rounds (each: reference pull, then every node count uncached and cached); ratios are per round
     #[arg(long, default_value_t = 1)]
     rounds: usize,
-}
-
-/// A child process stopped with SIGTERM (then SIGKILL after 60 s) when dropped.
-struct Proc {
-    name: String,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &str, cmd: &mut Command, log: PathBuf) -> anyhow::Result<Proc> {
-        let out = std::fs::File::create(&log)
-            .with_context(|| format!("creating the log {}", log.display()))?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("starting {name}: {cmd:?}"))?;
-        Ok(Proc {
-            name: name.to_string(),
-            child: Some(child),
-            log,
-        })
-    }
-
-    fn check_alive(&mut self) -> anyhow::Result<()> {
-        if let Some(c) = self.child.as_mut()
-            && let Some(status) = c.try_wait()?
-        {
-            self.child = None;
-            bail!(
-                "{} exited early ({status}); log tail:\n{}",
-                self.name,
-                tail(&self.log, 30)
-            );
-        }
-        Ok(())
-    }
-
-    fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        // SAFETY: kill on the pid of a child this process spawned and has not reaped yet.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => {
-                    if !status.success() {
-                        eprintln!("note: {} exited with {status} on SIGTERM", self.name);
-                    }
-                    return;
-                }
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                _ => {
-                    eprintln!(
-                        "warning: {} ignored SIGTERM for 60 s; killing it",
-                        self.name
-                    );
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return;
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// One `berth server` and its nodes on this machine, with fresh data dir and roots under `dir`.
@@ -549,55 +463,10 @@ impl Cluster {
     }
 }
 
-/// Mounts and processes that still reference `dir`.
-fn leftovers(dir: &Path) -> Vec<String> {
-    let needle = dir.display().to_string();
-    let mut found = Vec::new();
-    for line in std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-    {
-        if let Some(point) = line.split(' ').nth(4)
-            && point.starts_with(&needle)
-        {
-            found.push(format!("mount {point}"));
-        }
-    }
-    let me = std::process::id().to_string();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let pid = e.file_name().to_string_lossy().into_owned();
-        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
-            continue;
-        }
-        if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains(&needle) {
-                found.push(format!("process {pid}: {}", cmdline.trim()));
-            }
-        }
-    }
-    found
-}
-
 fn running(pods: &HashMap<String, (String, String, bool)>) -> usize {
     pods.values()
         .filter(|(phase, _, deleting)| phase == "Running" && !deleting)
         .count()
-}
-
-/// Whether any file under `dir` contains `text`.
-fn mentions(dir: &Path, text: &str) -> bool {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return false;
-    };
-    rd.flatten().any(|e| {
-        let p = e.path();
-        if p.is_dir() {
-            mentions(&p, text)
-        } else {
-            std::fs::read_to_string(&p).is_ok_and(|s| s.contains(text))
-        }
-    })
 }
 
 struct Rollout {
@@ -939,7 +808,7 @@ mod tests {
         }
     }
 
-    fn store_with(root: &Path, hexes: &[&str]) {
+    fn store_with(root: &std::path::Path, hexes: &[&str]) {
         let blobs = root.join("content/blobs/sha256");
         std::fs::create_dir_all(&blobs).unwrap();
         for h in hexes {
@@ -989,20 +858,6 @@ mod tests {
     }
 
     #[test]
-    fn mentions_searches_nested_files() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(!mentions(dir.path(), "127.0.0.1:5000"));
-        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
-        std::fs::write(
-            dir.path().join("a/b/hosts.toml"),
-            "server = \"https://127.0.0.1:5000\"\n",
-        )
-        .unwrap();
-        assert!(mentions(dir.path(), "127.0.0.1:5000"));
-        assert!(!mentions(dir.path(), "127.0.0.1:5001"));
-    }
-
-    #[test]
     fn pull_time_reads_kubelets_pulled_message_with_go_durations() {
         let msg = |d: &str| {
             format!(
@@ -1024,26 +879,5 @@ mod tests {
         );
         assert_eq!(go_duration("12x"), None);
         assert_eq!(go_duration(""), None);
-    }
-
-    #[test]
-    fn leftovers_names_a_process_whose_command_line_holds_the_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(leftovers(dir.path()).is_empty());
-        let mut child = Command::new("sh")
-            .args(["-c", "sleep 30; :"])
-            .arg(dir.path())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        let found = leftovers(dir.path());
-        let _ = child.kill();
-        let _ = child.wait();
-        assert!(
-            found
-                .iter()
-                .any(|f| f.starts_with(&format!("process {}", child.id()))),
-            "{found:?}"
-        );
     }
 }

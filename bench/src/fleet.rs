@@ -12,14 +12,14 @@
 //! and checks its work directory for leftovers before removing it.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use bench::fixture::{BenchRegistry, Layout, build_image, runnable_image};
 use bench::measure::{loadavg, measure, settle};
+use bench::process::{Proc, free_port, leftovers, mentions};
 use clap::Parser;
 use serde_json::{Value, json};
 
@@ -49,87 +49,6 @@ struct Args {
     /// Longest wait for the rollout, seconds
     #[arg(long, default_value_t = 1200)]
     timeout_secs: u64,
-}
-
-/// A child process stopped with SIGTERM (then SIGKILL after 60 s) when dropped.
-struct Proc {
-    name: String,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &str, cmd: &mut Command, log: PathBuf) -> anyhow::Result<Proc> {
-        let out = std::fs::File::create(&log)
-            .with_context(|| format!("creating the log {}", log.display()))?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("starting {name}: {cmd:?}"))?;
-        Ok(Proc {
-            name: name.to_string(),
-            child: Some(child),
-            log,
-        })
-    }
-
-    fn check_alive(&mut self) -> anyhow::Result<()> {
-        if let Some(c) = self.child.as_mut()
-            && let Some(status) = c.try_wait()?
-        {
-            self.child = None;
-            bail!(
-                "{} exited early ({status}); log tail:\n{}",
-                self.name,
-                tail(&self.log, 30)
-            );
-        }
-        Ok(())
-    }
-
-    fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        // SAFETY: kill on the pid of a child this process spawned and has not reaped yet.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) => return,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                _ => {
-                    eprintln!(
-                        "warning: {} ignored SIGTERM for 60 s; killing it",
-                        self.name
-                    );
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return;
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// `berth server --no-agent` and `nodes` `berth agent`s on this machine, under `dir`.
@@ -398,51 +317,6 @@ impl Fleet {
     }
 }
 
-/// Mounts and processes that still reference `dir`.
-fn leftovers(dir: &Path) -> Vec<String> {
-    let needle = dir.display().to_string();
-    let mut found = Vec::new();
-    for line in std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-    {
-        if let Some(point) = line.split(' ').nth(4)
-            && point.starts_with(&needle)
-        {
-            found.push(format!("mount {point}"));
-        }
-    }
-    let me = std::process::id().to_string();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let pid = e.file_name().to_string_lossy().into_owned();
-        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
-            continue;
-        }
-        if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains(&needle) {
-                found.push(format!("process {pid}: {}", cmdline.trim()));
-            }
-        }
-    }
-    found
-}
-
-/// Whether any file under `dir` contains `text`.
-fn mentions(dir: &Path, text: &str) -> bool {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return false;
-    };
-    rd.flatten().any(|e| {
-        let p = e.path();
-        if p.is_dir() {
-            mentions(&p, text)
-        } else {
-            std::fs::read_to_string(&p).is_ok_and(|s| s.contains(text))
-        }
-    })
-}
-
 /// Size in bytes of every blob of the layout, by digest.
 fn blob_sizes(layout: &Layout) -> anyhow::Result<BTreeMap<String, u64>> {
     let mut out = BTreeMap::new();
@@ -537,12 +411,10 @@ fn main() -> anyhow::Result<()> {
             .join(format!("fleet-{}", if peers { "p2p" } else { "registry" }));
         let mut fleet = Fleet::start(&args, dir, peers)?;
         let before = rt.block_on(reg.blob_downloads(repo_name));
-        let outcome = fleet
-            .prepare(&reg)
-            .and_then(|_| {
-                settle();
-                fleet.rollout(&image, Duration::from_secs(args.timeout_secs))
-            });
+        let outcome = fleet.prepare(&reg).and_then(|_| {
+            settle();
+            fleet.rollout(&image, Duration::from_secs(args.timeout_secs))
+        });
         let after = rt.block_on(reg.blob_downloads(repo_name));
         let stopped = fleet.shutdown();
         let (wall, per_node) = outcome?;
