@@ -309,5 +309,18 @@ async fn console_with_a_real_agent_tests_credentials_trusts_by_fingerprint_and_h
         !s.logs().contains(PASSWORD),
         "the registry password never reaches the server log"
     );
+    // Leave no container behind (an agent keeps its containers running across its own shutdown): delete the
+    // workloads, wait for their pods to be gone, then stop the server.
+    s.kubectl(&[
+        "delete",
+        "deployments,statefulsets",
+        "--all",
+        "--cascade=foreground",
+        "--wait=true",
+        "--timeout=90s",
+    ])
+    .ok();
+    s.kubectl(&["delete", "pods", "--all", "--wait=true", "--timeout=90s"])
+        .ok();
     drop(s);
 }
