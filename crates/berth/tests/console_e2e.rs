@@ -322,5 +322,27 @@ async fn console_with_a_real_agent_tests_credentials_trusts_by_fingerprint_and_h
     .ok();
     s.kubectl(&["delete", "pods", "--all", "--wait=true", "--timeout=90s"])
         .ok();
+    let root = node_root.path().display().to_string();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !shims_under(&root).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the agent left containers of deleted pods running: {:?}",
+            shims_under(&root)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
     drop(s);
+}
+
+/// The container shims (`berth __shim ROOT/runtime ID`) still running under the agent root `root`.
+fn shims_under(root: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("__shim") && c.contains(root))
+        .collect()
 }
