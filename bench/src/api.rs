@@ -811,6 +811,8 @@ struct CreateRun {
     pods: usize,
     elapsed: Duration,
     latencies: Vec<Duration>,
+    /// The server's own time per create (`Server-Timing`); empty when the server sent none.
+    server_times: Vec<Duration>,
 }
 
 impl CreateRun {
@@ -846,6 +848,7 @@ async fn create_run(
         let (next, bodies, url) = (next.clone(), bodies.clone(), url.clone());
         tasks.spawn(async move {
             let mut lat = Vec::new();
+            let mut server = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(body) = bodies.get(i) else { break };
@@ -858,20 +861,24 @@ async fn create_run(
                     .send()
                     .await
                     .with_context(|| format!("POST {url}"))?;
-                expect(
+                let body = expect(
                     resp,
                     StatusCode::CREATED,
                     &format!("creating pod #{i} in {url}"),
                 )
                 .await?;
                 lat.push(t.elapsed());
+                server.extend(body.server_time);
             }
-            anyhow::Ok(lat)
+            anyhow::Ok((lat, server))
         });
     }
     let mut latencies = Vec::with_capacity(bodies.len());
+    let mut server_times = Vec::with_capacity(bodies.len());
     while let Some(joined) = tasks.join_next().await {
-        latencies.extend(joined??);
+        let (lat, server) = joined??;
+        latencies.extend(lat);
+        server_times.extend(server);
     }
     let elapsed = start.elapsed();
     ensure!(
@@ -885,6 +892,7 @@ async fn create_run(
         pods: bodies.len(),
         elapsed,
         latencies,
+        server_times,
     })
 }
 
@@ -1615,8 +1623,17 @@ impl Report {
         );
         for c in &self.creates {
             let (p50, p99) = (pct(&c.latencies, 50.0), pct(&c.latencies, 99.0));
+            let server = if c.server_times.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; server time p50 {}, p99 {}",
+                    ms(pct(&c.server_times, 50.0)),
+                    ms(pct(&c.server_times, 99.0))
+                )
+            };
             println!(
-                "| create {} pods, {} client{} | {:.0} pods/s (per create p50 {}, p99 {}) | | |",
+                "| create {} pods, {} client{} | {:.0} pods/s (per create p50 {}, p99 {}{server}) | | |",
                 c.pods,
                 c.concurrency,
                 if c.concurrency == 1 { "" } else { "s" },

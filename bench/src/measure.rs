@@ -16,6 +16,8 @@ pub struct Run {
     pub wall: Duration,
     /// Peak resident set size of the process itself, in KiB.
     pub max_rss_kib: i64,
+    /// CPU time (user + system) of the process itself.
+    pub cpu: Duration,
     /// For each requested [`Mark`], when its text was seen on standard output (from spawn).
     pub marks: Vec<Option<Duration>>,
 }
@@ -92,8 +94,13 @@ fn run(cmd: &mut Command, marks: &[Mark]) -> anyhow::Result<Run> {
     Ok(Run {
         wall,
         max_rss_kib: usage.ru_maxrss,
+        cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime),
         marks,
     })
+}
+
+fn timeval(t: libc::timeval) -> Duration {
+    Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
 }
 
 /// Median (upper median for an even count) and minimum of some durations.

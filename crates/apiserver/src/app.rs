@@ -34,6 +34,9 @@ pub struct App {
     pub ready: std::sync::atomic::AtomicBool,
     /// The client identity for `pods/log` requests to node agents.
     pub agent_client: Option<crate::podlog::AgentClient>,
+    /// Active namespaces, kept by [`crate::nscache::NamespaceCache::run`] (started by the server; an `App` without
+    /// that task reads the store for every namespace check).
+    pub namespaces: Arc<crate::nscache::NamespaceCache>,
 }
 
 pub type AppRef = Arc<App>;
@@ -279,6 +282,7 @@ pub(crate) mod tests {
             shutdown: CancellationToken::new(),
             ready: std::sync::atomic::AtomicBool::new(true),
             agent_client: None,
+            namespaces: Default::default(),
         });
         crate::lifecycle::bootstrap(&app).await.unwrap();
         TestApp {

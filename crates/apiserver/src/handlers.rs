@@ -211,6 +211,9 @@ async fn require_namespace(
     ns: &str,
     for_create: bool,
 ) -> Result<(), Status> {
+    if app.namespaces.lookup(ns) == crate::nscache::Known::Active {
+        return Ok(());
+    }
     let ns_info = resources::lookup("", "v1", "namespaces").expect("namespaces are registered");
     match load(app, ns_info, None, ns).await? {
         None => Err(Status::namespace_not_found(ns)),
@@ -366,10 +369,10 @@ fn dry_run(call: &Call) -> Result<bool, Status> {
 async fn create(app: &App, call: &Call, info: &ResourceInfo, ns: Option<&str>) -> HResult {
     let mut warnings = Vec::new();
     validate_write_options(call, "CreateOptions", None)?;
-    let mut obj = decode_for(call, info, &mut warnings)?;
+    let obj = decode_for(call, info, &mut warnings)?;
     let out = codec::output(call)?;
     let ownership = Ownership::Update(field_manager(call));
-    let (obj, rev) = create_object_as(app, info, ns, &mut obj, dry_run(call)?, &ownership).await?;
+    let (obj, rev) = create_object_as(app, info, ns, obj, dry_run(call)?, &ownership).await?;
     let mut resp = codec::respond_object(StatusCode::CREATED, info, obj, rev, &out);
     codec::add_warnings(&mut resp, &warnings);
     Ok(resp)
@@ -380,7 +383,7 @@ pub async fn create_object(
     app: &App,
     info: &ResourceInfo,
     ns: Option<&str>,
-    obj: &mut Value,
+    obj: Value,
     dry_run: bool,
 ) -> Result<(Value, u64), Status> {
     create_object_as(app, info, ns, obj, dry_run, &Ownership::Untracked).await
@@ -392,10 +395,11 @@ pub async fn create_object_as(
     app: &App,
     info: &ResourceInfo,
     ns: Option<&str>,
-    obj: &mut Value,
+    mut obj: Value,
     dry_run: bool,
     ownership: &Ownership,
 ) -> Result<(Value, u64), Status> {
+    let obj = &mut obj;
     check_namespace(obj, info, ns)?;
     if info.namespaced {
         require_namespace(app, info, ns.unwrap_or_default(), true).await?;
@@ -448,19 +452,18 @@ pub async fn create_object_as(
         api::validate_create(info, obj).map_err(|e| invalid(info, obj, &e))?;
         let name = meta::name(obj).to_string();
         if dry_run {
-            return Ok((obj.clone(), 0));
+            return Ok((std::mem::take(obj), 0));
         }
         let key = info.storage_key(ns, &name);
-        let mut stored = obj.clone();
-        meta::strip_for_storage(&mut stored);
-        match app.store.create(&key, codec::to_stored(&stored)).await {
+        // `prepare_create` removed `resourceVersion` and `selfLink`: the object is stored as it is.
+        match app.store.create(&key, codec::to_stored(obj)).await {
             Ok(rev) => {
                 meta::set_resource_version(obj, rev);
                 tracing::info!(resource = info.plural, namespace = ns.unwrap_or(""), %name, rev, "created");
                 if info.kind == "Namespace" {
                     crate::lifecycle::ensure_default_service_account(app, &name).await;
                 }
-                return Ok((obj.clone(), rev));
+                return Ok((std::mem::take(obj), rev));
             }
             Err(StoreError::AlreadyExists { .. })
                 if generate.is_some() && attempt + 1 < attempts =>
@@ -698,7 +701,7 @@ async fn patch(
                     )));
                 }
                 let now = meta::now_rfc3339();
-                let (mut obj, managed) = wire::apply::apply(
+                let (obj, managed) = wire::apply::apply(
                     &writer(info, &manager, "", &now),
                     None,
                     config,
@@ -707,7 +710,7 @@ async fn patch(
                 )
                 .map_err(|e| apply_status(info, ns, name, e))?;
                 let ownership = Ownership::Applied(managed);
-                let (obj, rev) = create_object_as(app, info, ns, &mut obj, dry, &ownership).await?;
+                let (obj, rev) = create_object_as(app, info, ns, obj, dry, &ownership).await?;
                 let mut resp = codec::respond_object(StatusCode::CREATED, info, obj, rev, &out);
                 codec::add_warnings(&mut resp, &warnings);
                 return Ok(resp);

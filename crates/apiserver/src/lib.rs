@@ -20,6 +20,7 @@ mod handlers;
 pub mod kubeconfig;
 mod lifecycle;
 mod meta;
+mod nscache;
 pub mod pki;
 pub mod podlog;
 mod registrycheck;

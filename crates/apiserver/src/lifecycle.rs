@@ -37,7 +37,7 @@ pub const DEFAULT_NAMESPACES: &[&str] =
 /// Delay before retrying a lifecycle pass that hit an error.
 const RETRY: Duration = Duration::from_secs(1);
 
-fn ns_info() -> &'static ResourceInfo {
+pub(crate) fn ns_info() -> &'static ResourceInfo {
     resources::lookup("", "v1", "namespaces").expect("namespaces are registered")
 }
 
@@ -45,9 +45,8 @@ fn ns_info() -> &'static ResourceInfo {
 pub async fn bootstrap(app: &App) -> Result<(), api::Status> {
     for ns in DEFAULT_NAMESPACES {
         if handlers::load(app, ns_info(), None, ns).await?.is_none() {
-            let mut obj =
-                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-            match handlers::create_object(app, ns_info(), None, &mut obj, false).await {
+            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            match handlers::create_object(app, ns_info(), None, obj, false).await {
                 Ok(_) => {}
                 Err(s) if s.code == 409 => {}
                 Err(s) => return Err(s),
@@ -64,13 +63,13 @@ pub async fn ensure_default_service_account(app: &App, namespace: &str) {
     let Some(info) = resources::lookup("", "v1", "serviceaccounts") else {
         return;
     };
-    let mut sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": namespace}});
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": namespace}});
     // Boxed: namespace creation calls this, and this calls the create path again.
     match Box::pin(handlers::create_object(
         app,
         info,
         Some(namespace),
-        &mut sa,
+        sa,
         false,
     ))
     .await

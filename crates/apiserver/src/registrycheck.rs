@@ -401,6 +401,7 @@ mod tests {
             shutdown: t.app.shutdown.clone(),
             ready: std::sync::atomic::AtomicBool::new(true),
             agent_client: None,
+            namespaces: Default::default(),
         });
         let body =
             br#"{"apiVersion":"berth.dev/v1","kind":"RegistryCheck","spec":{"server":"r.io"}}"#;

@@ -173,11 +173,18 @@ pub async fn spawn_with(
             let (chain, key) = pki.agent_client_identity();
             crate::podlog::AgentClient::new(chain, key)
         }),
+        namespaces: Default::default(),
     });
     lifecycle::bootstrap(&app)
         .await
         .map_err(|s| ServerError::Bootstrap(s.message.clone()))?;
     let tls = pki.server_config()?;
+    // Holds a store handle: the server's task waits for it, so a stopped server has released the datastore.
+    let namespace_cache = tokio::spawn(app.namespaces.clone().run(
+        app.store.clone(),
+        lifecycle::ns_info().storage_prefix(),
+        shutdown.clone(),
+    ));
     app.ready.store(true, std::sync::atomic::Ordering::Release);
     let router = crate::ui::router(app.clone(), ui);
     tracing::info!(listen = %local, data_dir = %config.data_dir.display(), datastore = %datastore.describe(&config.data_dir), "berth API server ready");
@@ -185,6 +192,7 @@ pub async fn spawn_with(
         let lifecycle_task = tokio::spawn(lifecycle::run(app.clone(), election));
         serve::serve_tls(listener, tls, router, shutdown).await;
         let _ = lifecycle_task.await;
+        let _ = namespace_cache.await;
         Ok(())
     });
     Ok(Running {

@@ -182,7 +182,12 @@ fn items_are_atomic(path: &[&str]) -> bool {
 }
 
 /// The fields upstream never tracks (`stripMetaManager`).
-fn strip_set() -> FieldSet {
+fn strip_set() -> &'static FieldSet {
+    static STRIP: std::sync::LazyLock<FieldSet> = std::sync::LazyLock::new(build_strip_set);
+    &STRIP
+}
+
+fn build_strip_set() -> FieldSet {
     let mut s = FieldSet::new();
     s.insert(&FieldPath::fields(&["apiVersion"]).0);
     s.insert(&FieldPath::fields(&["kind"]).0);
@@ -662,12 +667,12 @@ fn find_directive(v: &Value) -> Option<String> {
     }
 }
 
-fn scope_filter(scope: Scope, set: &FieldSet) -> FieldSet {
+fn scope_filter(scope: Scope, set: FieldSet) -> FieldSet {
     match scope {
         Scope::Main { has_status: true } => {
-            set.without_prefixes(|pe| *pe != PathElement::Field("status".into()))
+            set.without_prefixes(|pe| !matches!(pe, PathElement::Field(f) if f == "status"))
         }
-        Scope::Main { has_status: false } | Scope::Whole => set.clone(),
+        Scope::Main { has_status: false } | Scope::Whole => set,
         Scope::Status => set.without_prefixes(
             |pe| matches!(pe, PathElement::Field(f) if f == "status" || f == "metadata"),
         ),
@@ -712,11 +717,18 @@ pub fn update(
             &zero
         }
     };
-    let c = compare(writer.kind, old, new);
-    let changed = scope_filter(writer.scope, &c.modified.union(&c.added)).difference(&strip_set());
-    let removed = scope_filter(writer.scope, &c.removed);
+    let Comparison {
+        added,
+        mut modified,
+        removed,
+    } = compare(writer.kind, old, new);
+    modified.merge(added);
+    let mut changed = scope_filter(writer.scope, modified);
+    changed.subtract(strip_set());
+    let removed = scope_filter(writer.scope, removed);
     for e in &mut managed.entries {
-        e.fields = e.fields.difference(&changed).difference(&removed);
+        e.fields.subtract(&changed);
+        e.fields.subtract(&removed);
     }
     if !changed.is_empty() {
         let mine = ManagedEntry {
@@ -729,7 +741,7 @@ pub fn update(
         };
         match managed.entries.iter_mut().find(|e| e.same_manager(&mine)) {
             Some(e) => {
-                e.fields = e.fields.union(&changed);
+                e.fields.merge(changed);
                 e.time = mine.time;
             }
             None => managed.entries.push(ManagedEntry {
@@ -875,7 +887,7 @@ fn apply_once(
         };
         managed = update(&before, None, live, managed);
     }
-    let config_set = scope_filter(writer.scope, &field_set(writer.kind, config)?);
+    let config_set = scope_filter(writer.scope, field_set(writer.kind, config)?);
     let mut merged = Walker::new(writer.kind).merge(Some(live_obj), config)?;
     let me = ManagedEntry {
         manager: writer.manager.to_string(),
@@ -905,9 +917,14 @@ fn apply_once(
             Walker::new(writer.kind).remove(&mut merged, &prune);
         }
     }
-    let c = compare(writer.kind, live_obj, &merged);
-    let changed = scope_filter(writer.scope, &c.modified.union(&c.added));
-    let removed = scope_filter(writer.scope, &c.removed);
+    let Comparison {
+        added,
+        mut modified,
+        removed,
+    } = compare(writer.kind, live_obj, &merged);
+    modified.merge(added);
+    let changed = scope_filter(writer.scope, modified);
+    let removed = scope_filter(writer.scope, removed);
     let mut conflicts = Vec::new();
     for e in &managed.entries {
         for path in e.fields.intersection(&changed).paths() {
@@ -922,10 +939,11 @@ fn apply_once(
         return Err(ApplyError::Conflicts(conflicts));
     }
     for e in &mut managed.entries {
-        e.fields = e.fields.difference(&changed).difference(&removed);
+        e.fields.subtract(&changed);
+        e.fields.subtract(&removed);
     }
     managed.entries.push(ManagedEntry {
-        fields: config_set.difference(&strip_set()),
+        fields: config_set.difference(strip_set()),
         ..me
     });
     managed.entries.retain(|e| !e.fields.is_empty());

@@ -248,7 +248,10 @@ impl FieldSet {
             [last] => {
                 self.members.insert(last.clone());
             }
-            [first, rest @ ..] => self.children.entry(first.clone()).or_default().insert(rest),
+            [first, rest @ ..] => match self.children.get_mut(first) {
+                Some(child) => child.insert(rest),
+                None => self.children.entry(first.clone()).or_default().insert(rest),
+            },
         }
     }
 
@@ -282,6 +285,39 @@ impl FieldSet {
             out.children.insert(pe.clone(), merged);
         }
         out
+    }
+
+    /// `self = self ∪ other`, moving `other`'s nodes instead of copying them.
+    pub fn merge(&mut self, other: FieldSet) {
+        if self.members.is_empty() && self.children.is_empty() {
+            *self = other;
+            return;
+        }
+        self.members.extend(other.members);
+        for (pe, c) in other.children {
+            match self.children.get_mut(&pe) {
+                Some(mine) => mine.merge(c),
+                None => {
+                    self.children.insert(pe, c);
+                }
+            }
+        }
+    }
+
+    /// `self = self \ other`, in place.
+    pub fn subtract(&mut self, other: &FieldSet) {
+        if other.members.is_empty() && other.children.is_empty() {
+            return;
+        }
+        self.members.retain(|m| !other.members.contains(m));
+        for (pe, o) in &other.children {
+            if let Some(c) = self.children.get_mut(pe) {
+                c.subtract(o);
+                if c.is_empty() {
+                    self.children.remove(pe);
+                }
+            }
+        }
     }
 
     pub fn difference(&self, other: &FieldSet) -> FieldSet {
@@ -337,18 +373,12 @@ impl FieldSet {
         out
     }
 
-    /// Removes the subtrees under the given top-level path prefixes (upstream ignore filters
-    /// such as `status` for the main resource).
-    pub fn without_prefixes(&self, keep: impl Fn(&PathElement) -> bool) -> FieldSet {
-        FieldSet {
-            members: self.members.iter().filter(|p| keep(p)).cloned().collect(),
-            children: self
-                .children
-                .iter()
-                .filter(|(p, _)| keep(p))
-                .map(|(p, c)| (p.clone(), c.clone()))
-                .collect(),
-        }
+    /// Removes the subtrees under the top-level path elements `keep` refuses (upstream ignore
+    /// filters such as `status` for the main resource).
+    pub fn without_prefixes(mut self, keep: impl Fn(&PathElement) -> bool) -> FieldSet {
+        self.members.retain(|p| keep(p));
+        self.children.retain(|p, _| keep(p));
+        self
     }
 
     /// Every path of the set: a node's members first, then its children, each in path order
@@ -374,32 +404,45 @@ impl FieldSet {
 
     /// The `FieldsV1` JSON object of the set.
     pub fn to_fields_v1(&self) -> Value {
-        let mut keys: BTreeSet<&PathElement> = self.members.iter().collect();
-        keys.extend(
-            self.children
-                .iter()
-                .filter(|(_, c)| !c.is_empty())
-                .map(|(p, _)| p),
-        );
+        Value::Object(self.fields_v1_map(false))
+    }
+
+    /// This node's `FieldsV1` entries in path-element order (members and children interleaved),
+    /// with `"."` first when the node itself is a member of its parent.
+    fn fields_v1_map(&self, member: bool) -> Map<String, Value> {
         let mut m = Map::new();
-        for pe in keys {
-            let value = match self.children.get(pe).filter(|c| !c.is_empty()) {
-                Some(c) => {
-                    let Value::Object(inner) = c.to_fields_v1() else {
-                        unreachable!("to_fields_v1 returns an object")
-                    };
-                    let mut node = Map::new();
-                    if self.members.contains(pe) {
-                        node.insert(".".into(), Value::Object(Map::new()));
-                    }
-                    node.extend(inner);
-                    Value::Object(node)
+        if member {
+            m.insert(".".into(), Value::Object(Map::new()));
+        }
+        let mut members = self.members.iter().peekable();
+        let mut children = self
+            .children
+            .iter()
+            .filter(|(_, c)| !c.is_empty())
+            .peekable();
+        loop {
+            let (pe, value) = match (members.peek(), children.peek()) {
+                (None, None) => break,
+                (Some(pm), Some((pc, c))) if pm == pc => {
+                    let v = Value::Object(c.fields_v1_map(true));
+                    let pe = *pm;
+                    members.next();
+                    children.next();
+                    (pe, v)
                 }
-                None => Value::Object(Map::new()),
+                (Some(pm), Some((pc, _))) if pm > pc => {
+                    let (pc, c) = children.next().expect("peeked");
+                    (pc, Value::Object(c.fields_v1_map(false)))
+                }
+                (Some(_), _) => (members.next().expect("peeked"), Value::Object(Map::new())),
+                (None, Some(_)) => {
+                    let (pc, c) = children.next().expect("peeked");
+                    (pc, Value::Object(c.fields_v1_map(false)))
+                }
             };
             m.insert(pe.encode(), value);
         }
-        Value::Object(m)
+        m
     }
 
     /// Parses a `FieldsV1` JSON object. Keys with an unknown prefix are skipped, as upstream does
@@ -749,6 +792,35 @@ mod tests {
         assert_eq!(b.difference(&a).to_fields_v1(), json!({}));
         let e = b.with_parent_fields();
         assert!(e.has(&FieldPath::fields(&["spec"]).0));
+    }
+
+    #[test]
+    fn in_place_merge_and_subtract_equal_union_and_difference() {
+        let set = |paths: &[&[&str]]| {
+            let mut s = FieldSet::new();
+            for p in paths {
+                s.insert(&FieldPath::fields(p).0);
+            }
+            s
+        };
+        let a = set(&[&["spec", "replicas"], &["spec", "template", "a"], &["metadata"]]);
+        let b = set(&[
+            &["spec", "template", "a"],
+            &["spec", "template", "b"],
+            &["status", "x"],
+        ]);
+        for (x, y) in [(&a, &b), (&b, &a), (&a, &a), (&a, &FieldSet::new())] {
+            let mut merged = x.clone();
+            merged.merge(y.clone());
+            assert_eq!(merged, x.union(y));
+            let mut subtracted = x.clone();
+            subtracted.subtract(y);
+            assert_eq!(subtracted, x.difference(y));
+            assert_eq!(subtracted.to_fields_v1(), x.difference(y).to_fields_v1());
+        }
+        let mut emptied = a.clone();
+        emptied.subtract(&a);
+        assert_eq!(emptied, FieldSet::new(), "emptied subtrees are pruned");
     }
 
     #[test]
