@@ -16,10 +16,11 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
+use bench::cluster::{Cluster, Config, Nodes};
 use bench::fixture::{BenchRegistry, Layout, build_image, runnable_image};
 use bench::measure::{loadavg, measure, settle};
-use bench::process::{Proc, free_port, leftovers, mentions, tail};
+use bench::process::leftovers;
 use clap::Parser;
 use serde_json::{Value, json};
 
@@ -54,413 +55,137 @@ struct Args {
     rounds: usize,
 }
 
-/// One `berth server` and its nodes on this machine, with fresh data dir and roots under `dir`.
-struct Cluster {
-    kubectl: PathBuf,
-    berth: PathBuf,
-    dir: PathBuf,
-    data: PathBuf,
-    roots: Vec<PathBuf>,
-    home: PathBuf,
-    server: Proc,
-    agents: Vec<Proc>,
-    deployments: Vec<String>,
+/// The longest pull time in the `Pulled` Events of the default namespace ("Successfully pulled image
+/// ... in 12.345s (12.4s including waiting)": the first figure), if any.
+fn longest_pull(cluster: &Cluster) -> anyhow::Result<Option<Duration>> {
+    let out = cluster.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=Pulled",
+        "-o",
+        "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}",
+    ])?;
+    Ok(out.lines().filter_map(pull_time).max())
 }
 
-impl Cluster {
-    fn start(args: &Args, dir: PathBuf, nodes: usize) -> anyhow::Result<Cluster> {
-        let _ = std::fs::remove_dir_all(&dir);
-        let data = dir.join("data");
-        let home = dir.join("home");
-        let roots: Vec<PathBuf> = (0..nodes).map(|i| dir.join(format!("node-{i}"))).collect();
-        std::fs::create_dir_all(&home)?;
-        let port = free_port()?;
-        let mut cmd = Command::new(&args.berth);
-        cmd.args(["server", "--data-dir"])
-            .arg(&data)
-            .args(["--listen", &format!("127.0.0.1:{port}")]);
-        if nodes == 1 {
-            cmd.arg("--root")
-                .arg(&roots[0])
-                .args(["--node-name", "bench-node-0"])
-                .args(["--agent-listen", &format!("127.0.0.1:{}", free_port()?)]);
-        } else {
-            cmd.arg("--no-agent");
-        }
-        let server = Proc::spawn("berth server", &mut cmd, dir.join("server.log"))?;
-        let mut cluster = Cluster {
-            kubectl: args.kubectl.clone(),
-            berth: args.berth.clone(),
-            dir: dir.clone(),
-            data: data.clone(),
-            roots: roots.clone(),
-            home,
-            server,
-            agents: Vec::new(),
-            deployments: Vec::new(),
-        };
-        cluster.wait_ready()?;
-        if nodes > 1 {
-            for (i, root) in roots.iter().enumerate() {
-                let mut cmd = Command::new(&args.berth);
-                cmd.args(["agent", "--server", &format!("https://127.0.0.1:{port}")])
-                    .arg("--token-file")
-                    .arg(data.join("node.token"))
-                    .arg("--ca-file")
-                    .arg(data.join("pki/ca.crt"))
-                    .args(["--node-name", &format!("bench-node-{i}")])
-                    .arg("--root")
-                    .arg(root)
-                    .args(["--agent-listen", &format!("127.0.0.1:{}", free_port()?)]);
-                cluster.agents.push(Proc::spawn(
-                    &format!("berth agent bench-node-{i}"),
-                    &mut cmd,
-                    dir.join(format!("agent-{i}.log")),
-                )?);
-            }
-        }
-        cluster.wait_nodes_ready(nodes)?;
-        Ok(cluster)
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.data.join("admin.kubeconfig")
-    }
-
-    fn kubectl_cmd(&self) -> Command {
-        let mut cmd = Command::new(&self.kubectl);
-        cmd.arg("--kubeconfig").arg(self.kubeconfig());
-        cmd.env_remove("KUBECONFIG").env("HOME", &self.home);
-        cmd
-    }
-
-    /// The longest pull time in the `Pulled` Events of the default namespace ("Successfully pulled image
-    /// ... in 12.345s (12.4s including waiting)": the first figure), if any.
-    fn longest_pull(&self) -> anyhow::Result<Option<Duration>> {
-        let out = self.kubectl(&[
+/// Applies a Deployment of `replicas` pods of `image` and returns when all are Running.
+fn rollout(
+    cluster: &mut Cluster,
+    name: &str,
+    image: &str,
+    replicas: usize,
+    timeout: Duration,
+) -> anyhow::Result<Rollout> {
+    let file = cluster.deployment_file(name, image, replicas)?;
+    let selector = format!("app={name}");
+    // The watch lists, then watches from the list's resourceVersion: nothing is missed even if it
+    // connects after the apply.
+    let mut watch = cluster
+        .kubectl_cmd()
+        .args([
             "get",
-            "events",
-            "--field-selector",
-            "reason=Pulled",
-            "-o",
-            "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}",
-        ])?;
-        Ok(out.lines().filter_map(pull_time).max())
-    }
-
-    /// Runs kubectl; its standard output, or an error with its standard error.
-    fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = self
-            .kubectl_cmd()
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("running {}", self.kubectl.display()))?;
-        ensure!(
-            out.status.success(),
-            "kubectl {} failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn alive(&mut self) -> anyhow::Result<()> {
-        self.server.check_alive()?;
-        for a in &mut self.agents {
-            a.check_alive()?;
+            "pods",
+            "-l",
+            &selector,
+            "--watch",
+            "--output-watch-events",
+        ])
+        .args(["-o", "json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting kubectl get pods --watch")?;
+    let (tx, rx) = mpsc::channel::<(Instant, Value)>();
+    let out = watch.stdout.take().context("kubectl watch stdout")?;
+    let reader = std::thread::spawn(move || {
+        let stream = serde_json::Deserializer::from_reader(BufReader::new(out)).into_iter();
+        for v in stream {
+            let Ok(v) = v else { break };
+            if tx.send((Instant::now(), v)).is_err() {
+                break;
+            }
         }
-        Ok(())
-    }
-
-    fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(120);
+    });
+    let start = Instant::now();
+    let applied = cluster.kubectl(&["apply", "-f", &file.display().to_string()]);
+    let apply_returned = start.elapsed();
+    let result = applied.and_then(|_| {
+        let mut pods: HashMap<String, (String, String, bool)> = HashMap::new();
+        let mut first = None;
+        let mut watching = true;
+        let mut last_poll = Instant::now();
         loop {
-            self.alive()?;
-            if self.kubeconfig().exists()
-                && self
-                    .kubectl(&["get", "--raw", "/readyz"])
-                    .is_ok_and(|s| s.trim() == "ok")
-            {
-                return Ok(());
-            }
+            let now = Instant::now();
             ensure!(
-                Instant::now() < deadline,
-                "berth server not ready after 120 s; log tail:\n{}",
-                tail(&self.server.log, 30)
+                now - start < timeout,
+                "{} of {replicas} pods Running after {timeout:?}: {}",
+                running(&pods),
+                cluster.pod_summary(&selector)
             );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn wait_nodes_ready(&mut self, n: usize) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            self.alive()?;
-            let ready = self
-                .kubectl(&["get", "nodes", "-o", "json"])
-                .ok()
-                .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-                .map(|v| {
-                    v["items"]
-                        .as_array()
-                        .map(|items| {
-                            items
-                                .iter()
-                                .filter(|n| {
-                                    n["status"]["conditions"].as_array().is_some_and(|c| {
-                                        c.iter()
-                                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                                    })
-                                })
-                                .count()
-                        })
-                        .unwrap_or(0)
-                })
-                .unwrap_or(0);
-            if ready == n {
-                return Ok(());
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "{ready} of {n} nodes Ready after 120 s"
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-
-    /// Trusts the registry's CA cluster-wide, waits for every node to write it into its hosts directory, and
-    /// creates the pull Secret `bench`.
-    fn prepare(&mut self, reg: &BenchRegistry) -> anyhow::Result<()> {
-        let host = reg.host_port();
-        let out = Command::new(&self.berth)
-            .args(["trust", "add", "--cluster", &host, "--ca-file"])
-            .arg(&reg.ca_file)
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .env("HOME", &self.home)
-            .output()
-            .context("running berth trust add --cluster")?;
-        ensure!(
-            out.status.success(),
-            "berth trust add --cluster {host} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let deadline = Instant::now() + Duration::from_secs(60);
-        for root in &self.roots {
-            let dir = root.join("cluster-hosts");
-            while !mentions(&dir, &host) {
-                ensure!(
-                    Instant::now() < deadline,
-                    "the node with root {} did not write the trust for {host} under {} within 60 s",
-                    root.display(),
-                    dir.display()
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        self.kubectl(&["apply", "-f", &reg.secret.display().to_string()])?;
-        Ok(())
-    }
-
-    /// Applies a Deployment of `replicas` pods of `image` and returns when all are Running.
-    fn rollout(
-        &mut self,
-        name: &str,
-        image: &str,
-        replicas: usize,
-        timeout: Duration,
-    ) -> anyhow::Result<Rollout> {
-        let spec = json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {"labels": {"app": name}},
-                    "spec": {
-                        "terminationGracePeriodSeconds": 1,
-                        "imagePullSecrets": [{"name": "bench"}],
-                        "containers": [{"name": "app", "image": image}]
+            let mut events: Vec<(Instant, Value)> = Vec::new();
+            if watching {
+                match rx.recv_timeout(Duration::from_millis(500)) {
+                    Ok(ev) => events.push(ev),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        eprintln!("note: kubectl watch ended; polling every 100 ms instead");
+                        watching = false;
                     }
                 }
-            }
-        });
-        let file = self.dir.join(format!("{name}.json"));
-        std::fs::write(&file, spec.to_string())?;
-        let selector = format!("app={name}");
-        // The watch lists, then watches from the list's resourceVersion: nothing is missed even if it
-        // connects after the apply.
-        let mut watch = self
-            .kubectl_cmd()
-            .args([
-                "get",
-                "pods",
-                "-l",
-                &selector,
-                "--watch",
-                "--output-watch-events",
-            ])
-            .args(["-o", "json"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting kubectl get pods --watch")?;
-        let (tx, rx) = mpsc::channel::<(Instant, Value)>();
-        let out = watch.stdout.take().context("kubectl watch stdout")?;
-        let reader = std::thread::spawn(move || {
-            let stream = serde_json::Deserializer::from_reader(BufReader::new(out)).into_iter();
-            for v in stream {
-                let Ok(v) = v else { break };
-                if tx.send((Instant::now(), v)).is_err() {
-                    break;
+                cluster.alive()?;
+            } else {
+                // fallback: poll `kubectl get pods -o json` every 100 ms
+                let wait = Duration::from_millis(100).saturating_sub(last_poll.elapsed());
+                std::thread::sleep(wait);
+                last_poll = Instant::now();
+                cluster.alive()?;
+                let list: Value = serde_json::from_str(
+                    &cluster.kubectl(&["get", "pods", "-l", &selector, "-o", "json"])?,
+                )?;
+                pods.clear();
+                for p in list["items"].as_array().into_iter().flatten() {
+                    events.push((Instant::now(), json!({"type": "MODIFIED", "object": p})));
                 }
             }
-        });
-        self.deployments.push(name.to_string());
-        let start = Instant::now();
-        let applied = self.kubectl(&["apply", "-f", &file.display().to_string()]);
-        let apply_returned = start.elapsed();
-        let result = applied.and_then(|_| {
-            let mut pods: HashMap<String, (String, String, bool)> = HashMap::new();
-            let mut first = None;
-            let mut watching = true;
-            let mut last_poll = Instant::now();
-            loop {
-                let now = Instant::now();
-                ensure!(
-                    now - start < timeout,
-                    "{} of {replicas} pods Running after {timeout:?}: {}",
-                    running(&pods),
-                    self.pod_summary(&selector)
-                );
-                let mut events: Vec<(Instant, Value)> = Vec::new();
-                if watching {
-                    match rx.recv_timeout(Duration::from_millis(500)) {
-                        Ok(ev) => events.push(ev),
-                        Err(mpsc::RecvTimeoutError::Timeout) => {}
-                        Err(mpsc::RecvTimeoutError::Disconnected) => {
-                            eprintln!("note: kubectl watch ended; polling every 100 ms instead");
-                            watching = false;
+            for (at, ev) in events {
+                let pod = &ev["object"];
+                let pod_name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
+                if ev["type"] == "DELETED" {
+                    pods.remove(&pod_name);
+                    continue;
+                }
+                let phase = pod["status"]["phase"].as_str().unwrap_or("").to_string();
+                let node = pod["spec"]["nodeName"].as_str().unwrap_or("").to_string();
+                let deleting = !pod["metadata"]["deletionTimestamp"].is_null();
+                pods.insert(pod_name, (phase, node, deleting));
+                let n = running(&pods);
+                if n > 0 && first.is_none() {
+                    first = Some(at - start);
+                }
+                if n >= replicas {
+                    let mut per_node = BTreeMap::new();
+                    for (phase, node, deleting) in pods.values() {
+                        if phase == "Running" && !deleting {
+                            *per_node.entry(node.clone()).or_insert(0) += 1;
                         }
                     }
-                    self.alive()?;
-                } else {
-                    // fallback: poll `kubectl get pods -o json` every 100 ms
-                    let wait = Duration::from_millis(100).saturating_sub(last_poll.elapsed());
-                    std::thread::sleep(wait);
-                    last_poll = Instant::now();
-                    self.alive()?;
-                    let list: Value = serde_json::from_str(
-                        &self.kubectl(&["get", "pods", "-l", &selector, "-o", "json"])?,
-                    )?;
-                    pods.clear();
-                    for p in list["items"].as_array().into_iter().flatten() {
-                        events.push((Instant::now(), json!({"type": "MODIFIED", "object": p})));
-                    }
-                }
-                for (at, ev) in events {
-                    let pod = &ev["object"];
-                    let pod_name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
-                    if ev["type"] == "DELETED" {
-                        pods.remove(&pod_name);
-                        continue;
-                    }
-                    let phase = pod["status"]["phase"].as_str().unwrap_or("").to_string();
-                    let node = pod["spec"]["nodeName"].as_str().unwrap_or("").to_string();
-                    let deleting = !pod["metadata"]["deletionTimestamp"].is_null();
-                    pods.insert(pod_name, (phase, node, deleting));
-                    let n = running(&pods);
-                    if n > 0 && first.is_none() {
-                        first = Some(at - start);
-                    }
-                    if n >= replicas {
-                        let mut per_node = BTreeMap::new();
-                        for (phase, node, deleting) in pods.values() {
-                            if phase == "Running" && !deleting {
-                                *per_node.entry(node.clone()).or_insert(0) += 1;
-                            }
-                        }
-                        return Ok(Rollout {
-                            all_running: at - start,
-                            first_running: first.unwrap_or_default(),
-                            apply_returned,
-                            per_node,
-                        });
-                    }
+                    return Ok(Rollout {
+                        all_running: at - start,
+                        first_running: first.unwrap_or_default(),
+                        apply_returned,
+                        per_node,
+                    });
                 }
             }
-        });
-        // SAFETY: kill on the pid of the kubectl watch this function spawned and has not reaped yet.
-        unsafe { libc::kill(watch.id() as libc::pid_t, libc::SIGTERM) };
-        let _ = watch.wait();
-        let _ = reader.join();
-        result
-    }
-
-    fn pod_summary(&self, selector: &str) -> String {
-        self.kubectl(&["get", "pods", "-l", selector, "-o", "wide"])
-            .unwrap_or_else(|e| format!("{e:#}"))
-    }
-
-    /// Deletes a Deployment and waits until none of its pods is left.
-    fn delete(&mut self, name: &str) -> anyhow::Result<()> {
-        self.kubectl(&[
-            "delete",
-            "deployment",
-            name,
-            "--ignore-not-found",
-            "--wait=true",
-        ])?;
-        let selector = format!("app={name}");
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            let list: Value = serde_json::from_str(
-                &self.kubectl(&["get", "pods", "-l", &selector, "-o", "json"])?,
-            )?;
-            let left = list["items"].as_array().map_or(0, Vec::len);
-            if left == 0 {
-                self.deployments.retain(|d| d != name);
-                return Ok(());
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "{left} pods of {name} still present 300 s after deleting it"
-            );
-            std::thread::sleep(Duration::from_millis(250));
         }
-    }
-
-    /// Deletes what is left, stops the agents and the server, and removes the data dir and roots after
-    /// checking that no mount or process is left under them.
-    fn shutdown(mut self) -> anyhow::Result<()> {
-        let mut result = Ok(());
-        for d in self.deployments.clone() {
-            if let Err(e) = self.delete(&d) {
-                eprintln!("warning: cleaning up deployment {d}: {e:#}");
-                result = Err(e);
-            }
-        }
-        for a in &mut self.agents {
-            a.stop();
-        }
-        self.server.stop();
-        let leftovers = leftovers(&self.dir);
-        if !leftovers.is_empty() {
-            bail!(
-                "left behind under {} (not removed; clean up by hand): {}",
-                self.dir.display(),
-                leftovers.join("; ")
-            );
-        }
-        std::fs::remove_dir_all(&self.dir)
-            .with_context(|| format!("removing {}", self.dir.display()))?;
-        result
-    }
+    });
+    // SAFETY: kill on the pid of the kubectl watch this function spawned and has not reaped yet.
+    unsafe { libc::kill(watch.id() as libc::pid_t, libc::SIGTERM) };
+    let _ = watch.wait();
+    let _ = reader.join();
+    result
 }
 
 fn running(pods: &HashMap<String, (String, String, bool)>) -> usize {
@@ -735,7 +460,18 @@ fn one_round(
     let mut cases = Vec::new();
     for &nodes in &args.nodes {
         let dir = reg.work.join(format!("cluster-{nodes}"));
-        let mut cluster = Cluster::start(args, dir, nodes)?;
+        let mut cluster = Cluster::start(Config {
+            berth: args.berth.clone(),
+            kubectl: args.kubectl.clone(),
+            dir,
+            nodes: if nodes == 1 {
+                Nodes::Embedded
+            } else {
+                Nodes::Agents(nodes)
+            },
+            node_prefix: "bench-node".into(),
+            agent_args: Vec::new(),
+        })?;
         let outcome = (|| -> anyhow::Result<()> {
             cluster.prepare(reg)?;
             for cached in [false, true] {
@@ -751,17 +487,17 @@ fn one_round(
                     loadavg()
                 );
                 settle();
-                let rollout = cluster.rollout(name, image, args.replicas, timeout)?;
+                let rollout = rollout(&mut cluster, name, image, args.replicas, timeout)?;
                 // The agents' own account of the pull (kubelet's Pulled Event), to tell the pull from
                 // scheduling and container start.
                 let pulled = if cached {
                     None
                 } else {
-                    cluster.longest_pull()?
+                    longest_pull(&cluster)?
                 };
                 let after = rt.block_on(reg.blob_downloads(repo_name));
                 let downloads =
-                    Downloads::of(layout, &before, &after, &cluster.roots).describe(nodes);
+                    Downloads::of(layout, &before, &after, cluster.roots()).describe(nodes);
                 eprintln!(
                     "  all {} Running after {:.2} s (first {:.2} s, apply returned {:.2} s, agent's pull {:?}); pods per node {:?}; {downloads}",
                     args.replicas,

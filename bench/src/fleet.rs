@@ -17,11 +17,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use bench::cluster::{Cluster, Config, Nodes};
 use bench::fixture::{BenchRegistry, Layout, build_image, runnable_image};
 use bench::measure::{loadavg, measure, settle};
-use bench::process::{Proc, free_port, leftovers, mentions};
 use clap::Parser;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 #[derive(Parser)]
 struct Args {
@@ -51,270 +51,31 @@ struct Args {
     timeout_secs: u64,
 }
 
-/// `berth server --no-agent` and `nodes` `berth agent`s on this machine, under `dir`.
-struct Fleet {
-    kubectl: PathBuf,
-    berth: PathBuf,
-    dir: PathBuf,
-    data: PathBuf,
-    home: PathBuf,
-    roots: Vec<PathBuf>,
-    server: Proc,
-    agents: Vec<Proc>,
-}
-
-impl Fleet {
-    fn start(args: &Args, dir: PathBuf, peers: bool) -> anyhow::Result<Fleet> {
-        let _ = std::fs::remove_dir_all(&dir);
-        let data = dir.join("data");
-        let home = dir.join("home");
-        std::fs::create_dir_all(&home)?;
-        let port = free_port()?;
-        let server = Proc::spawn(
-            "berth server",
-            Command::new(&args.berth)
-                .args(["server", "--no-agent", "--data-dir"])
-                .arg(&data)
-                .args(["--listen", &format!("127.0.0.1:{port}")]),
-            dir.join("server.log"),
-        )?;
-        let mut fleet = Fleet {
-            kubectl: args.kubectl.clone(),
-            berth: args.berth.clone(),
-            dir: dir.clone(),
-            data: data.clone(),
-            home,
-            roots: Vec::new(),
-            server,
-            agents: Vec::new(),
-        };
-        fleet.wait(
-            Duration::from_secs(120),
-            "the API server to be ready",
-            |f| {
-                Ok(f.kubeconfig().exists()
-                    && f.kubectl(&["get", "--raw", "/readyz"])
-                        .is_ok_and(|s| s.trim() == "ok"))
-            },
-        )?;
-        for i in 0..args.nodes {
-            let root = dir.join(format!("node-{i}"));
-            let mut cmd = Command::new(&args.berth);
-            cmd.args(["agent", "--server", &format!("https://127.0.0.1:{port}")])
-                .arg("--token-file")
-                .arg(data.join("node.token"))
-                .arg("--ca-file")
-                .arg(data.join("pki/ca.crt"))
-                .args(["--node-name", &format!("fleet-node-{i}")])
-                .arg("--root")
-                .arg(&root)
-                .args(["--agent-listen", &format!("127.0.0.1:{}", free_port()?)]);
-            if !peers {
-                cmd.arg("--no-peer-blobs");
+/// Applies the Deployment `fleet` of one replica per node and returns the time until all are Running (polled
+/// every 200 ms), with the number of pods per node.
+fn rollout(
+    fleet: &mut Cluster,
+    image: &str,
+    timeout: Duration,
+) -> anyhow::Result<(Duration, BTreeMap<String, usize>)> {
+    let n = fleet.roots().len();
+    let file = fleet.deployment_file("fleet", image, n)?;
+    let start = Instant::now();
+    fleet.kubectl(&["apply", "-f", &file.display().to_string()])?;
+    let mut per_node = BTreeMap::new();
+    fleet.wait(timeout, "every pod of the fleet to be Running", |f| {
+        let pods: Value =
+            serde_json::from_str(&f.kubectl(&["get", "pods", "-l", "app=fleet", "-o", "json"])?)?;
+        per_node.clear();
+        for p in pods["items"].as_array().into_iter().flatten() {
+            if p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null() {
+                let node = p["spec"]["nodeName"].as_str().unwrap_or("").to_string();
+                *per_node.entry(node).or_insert(0) += 1;
             }
-            fleet.agents.push(Proc::spawn(
-                &format!("berth agent fleet-node-{i}"),
-                &mut cmd,
-                dir.join(format!("agent-{i}.log")),
-            )?);
-            fleet.roots.push(root);
         }
-        let n = args.nodes;
-        fleet.wait(Duration::from_secs(120), "every node to be Ready", |f| {
-            let nodes: Value = serde_json::from_str(&f.kubectl(&["get", "nodes", "-o", "json"])?)?;
-            let ready = nodes["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|n| {
-                    n["status"]["conditions"].as_array().is_some_and(|c| {
-                        c.iter()
-                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                    })
-                })
-                .count();
-            Ok(ready == n)
-        })?;
-        Ok(fleet)
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.data.join("admin.kubeconfig")
-    }
-
-    fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = Command::new(&self.kubectl)
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .env_remove("KUBECONFIG")
-            .env("HOME", &self.home)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("running {}", self.kubectl.display()))?;
-        ensure!(
-            out.status.success(),
-            "kubectl {} failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn alive(&mut self) -> anyhow::Result<()> {
-        self.server.check_alive()?;
-        for a in &mut self.agents {
-            a.check_alive()?;
-        }
-        Ok(())
-    }
-
-    /// Polls `done` every 200 ms until it holds, failing after `limit` or when a process died.
-    fn wait(
-        &mut self,
-        limit: Duration,
-        what: &str,
-        mut done: impl FnMut(&Fleet) -> anyhow::Result<bool>,
-    ) -> anyhow::Result<()> {
-        let deadline = Instant::now() + limit;
-        loop {
-            self.alive()?;
-            if done(self).unwrap_or(false) {
-                return Ok(());
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "timed out after {limit:?} waiting for {what}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// Trusts the registry's CA cluster-wide (every node applies it) and creates the pull Secret.
-    fn prepare(&mut self, reg: &BenchRegistry) -> anyhow::Result<()> {
-        let host = reg.host_port();
-        let out = Command::new(&self.berth)
-            .args(["trust", "add", "--cluster", &host, "--ca-file"])
-            .arg(&reg.ca_file)
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .env("HOME", &self.home)
-            .output()
-            .context("running berth trust add --cluster")?;
-        ensure!(
-            out.status.success(),
-            "berth trust add --cluster {host} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let roots = self.roots.clone();
-        self.wait(
-            Duration::from_secs(60),
-            "every node to apply the registry trust",
-            |_| {
-                Ok(roots
-                    .iter()
-                    .all(|r| mentions(&r.join("cluster-hosts"), &host)))
-            },
-        )?;
-        self.kubectl(&["apply", "-f", &reg.secret.display().to_string()])?;
-        Ok(())
-    }
-
-    /// Applies a Deployment of one replica per node and returns the time until all are Running, with the
-    /// number of pods per node.
-    fn rollout(
-        &mut self,
-        image: &str,
-        timeout: Duration,
-    ) -> anyhow::Result<(Duration, BTreeMap<String, usize>)> {
-        let n = self.agents.len();
-        let spec = json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "fleet"},
-            "spec": {
-                "replicas": n,
-                "selector": {"matchLabels": {"app": "fleet"}},
-                "template": {
-                    "metadata": {"labels": {"app": "fleet"}},
-                    "spec": {
-                        "terminationGracePeriodSeconds": 1,
-                        "imagePullSecrets": [{"name": "bench"}],
-                        "containers": [{"name": "app", "image": image}]
-                    }
-                }
-            }
-        });
-        let file = self.dir.join("fleet.json");
-        std::fs::write(&file, spec.to_string())?;
-        let start = Instant::now();
-        self.kubectl(&["apply", "-f", &file.display().to_string()])?;
-        let mut per_node = BTreeMap::new();
-        self.wait(timeout, "every pod of the fleet to be Running", |f| {
-            let pods: Value = serde_json::from_str(&f.kubectl(&[
-                "get",
-                "pods",
-                "-l",
-                "app=fleet",
-                "-o",
-                "json",
-            ])?)?;
-            per_node.clear();
-            for p in pods["items"].as_array().into_iter().flatten() {
-                if p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()
-                {
-                    let node = p["spec"]["nodeName"].as_str().unwrap_or("").to_string();
-                    *per_node.entry(node).or_insert(0) += 1;
-                }
-            }
-            Ok(per_node.values().sum::<usize>() >= n)
-        })?;
-        Ok((start.elapsed(), per_node))
-    }
-
-    /// Deletes the Deployment, waits for its pods to be gone, stops every process and removes the work
-    /// directory after checking that nothing is left under it.
-    fn shutdown(mut self) -> anyhow::Result<()> {
-        let deleted = self.kubectl(&[
-            "delete",
-            "deployment",
-            "fleet",
-            "--ignore-not-found",
-            "--wait=true",
-        ]);
-        let gone = deleted.and_then(|_| {
-            self.wait(
-                Duration::from_secs(300),
-                "the fleet's pods to be deleted",
-                |f| {
-                    let pods: Value = serde_json::from_str(&f.kubectl(&[
-                        "get",
-                        "pods",
-                        "-l",
-                        "app=fleet",
-                        "-o",
-                        "json",
-                    ])?)?;
-                    Ok(pods["items"].as_array().is_none_or(Vec::is_empty))
-                },
-            )
-        });
-        for a in &mut self.agents {
-            a.stop();
-        }
-        self.server.stop();
-        gone?;
-        let left = leftovers(&self.dir);
-        ensure!(
-            left.is_empty(),
-            "left behind under {} (not removed; clean up by hand): {}",
-            self.dir.display(),
-            left.join("; ")
-        );
-        std::fs::remove_dir_all(&self.dir)
-            .with_context(|| format!("removing {}", self.dir.display()))
-    }
+        Ok(per_node.values().sum::<usize>() >= n)
+    })?;
+    Ok((start.elapsed(), per_node))
 }
 
 /// Size in bytes of every blob of the layout, by digest.
@@ -409,11 +170,22 @@ fn main() -> anyhow::Result<()> {
         let dir = reg
             .work
             .join(format!("fleet-{}", if peers { "p2p" } else { "registry" }));
-        let mut fleet = Fleet::start(&args, dir, peers)?;
+        let mut fleet = Cluster::start(Config {
+            berth: args.berth.clone(),
+            kubectl: args.kubectl.clone(),
+            dir,
+            nodes: Nodes::Agents(args.nodes),
+            node_prefix: "fleet-node".into(),
+            agent_args: if peers {
+                Vec::new()
+            } else {
+                vec!["--no-peer-blobs".into()]
+            },
+        })?;
         let before = rt.block_on(reg.blob_downloads(repo_name));
         let outcome = fleet.prepare(&reg).and_then(|_| {
             settle();
-            fleet.rollout(&image, Duration::from_secs(args.timeout_secs))
+            rollout(&mut fleet, &image, Duration::from_secs(args.timeout_secs))
         });
         let after = rt.block_on(reg.blob_downloads(repo_name));
         let stopped = fleet.shutdown();
