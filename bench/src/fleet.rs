@@ -154,7 +154,18 @@ fn main() -> anyhow::Result<()> {
     )
     .context("running the reference berth pull")?;
     std::fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
-    eprintln!("one berth pull: {:.2} s", pull.wall.as_secs_f64());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Every node verifies, decompresses and unpacks the whole image itself: on one machine the fleet cannot
+    // finish before the nodes' summed CPU time has run on its cores, whatever the network does.
+    let cpu_bound = pull.cpu.as_secs_f64() * args.nodes as f64 / cores as f64;
+    eprintln!(
+        "one berth pull: {:.2} s wall, {:.2} s CPU (user + system); {} nodes on {cores} cores need at least \
+         {cpu_bound:.1} s = {:.1}x one pull of CPU alone",
+        pull.wall.as_secs_f64(),
+        pull.cpu.as_secs_f64(),
+        args.nodes,
+        cpu_bound / pull.wall.as_secs_f64()
+    );
 
     println!(
         "| nodes | peer sharing | image (layers + config) | registry egress | x image | fleet wall | one pull | x one pull | pods per node |"
