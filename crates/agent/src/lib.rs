@@ -29,6 +29,7 @@ mod pods;
 mod progress;
 mod server;
 mod status;
+mod trackers;
 mod trust;
 mod worker;
 
@@ -107,6 +108,8 @@ pub struct AgentConfig {
     /// Share blobs with other nodes: serve this node's content store on `GET /blobs/{digest}` to registered
     /// Nodes and ask them (coordinated through a Lease per blob) before the registry (default on).
     pub peer_blobs: bool,
+    /// How often the blob trackers of nodes that lost the blob or left are cleaned (with `peer_blobs`).
+    pub tracker_sweep: Duration,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -149,6 +152,7 @@ impl AgentConfig {
             shim,
             runc: None,
             peer_blobs: true,
+            tracker_sweep: trackers::SWEEP_EVERY,
         }
     }
 }
@@ -223,6 +227,18 @@ pub async fn run_with_ready(
         let agent = agent.clone();
         let shutdown = shutdown.clone();
         tasks.spawn(async move { agent.run_pods(shutdown).await });
+    }
+    if config.peer_blobs {
+        let sweeper = trackers::Sweeper::new(
+            &config.node_name,
+            config.client.clone(),
+            agent.store.clone(),
+        );
+        let (every, shutdown) = (config.tracker_sweep, shutdown.clone());
+        tasks.spawn(async move {
+            sweeper.run(every, shutdown).await;
+            Ok(())
+        });
     }
     let _ = ready.send(Started {
         listen: bound,

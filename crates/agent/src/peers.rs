@@ -18,14 +18,17 @@
 //! layer leaves the registry about once however many nodes pull it at the same moment, each pull costs one
 //! GET of one small object plus a few writes per blob, and nothing scales with the number of nodes (no
 //! broadcast to every node, no per-node list of blobs on the Node object). Stale entries (a node that
-//! garbage-collected the blob, or left) only cost a 404 or a failed connect before the next candidate.
-//! Trackers are not deleted when every node drops the blob: one small object per distinct blob ever pulled.
+//! garbage-collected the blob, or left) only cost a 404 or a failed connect before the next candidate, and
+//! [`crate::trackers`] sweeps them away: each node drops itself from trackers of blobs its store lost, nodes
+//! whose Node object is gone are dropped, and a tracker left with no node and no live claim is deleted (with a
+//! resourceVersion precondition). When a tracker is deleted under a claim or an advertisement in flight, that
+//! write is retried against the tracker as it now is (created afresh).
 //!
 //! Transport and node credentials: each agent connects with its own serving certificate as its TLS client
 //! certificate and pins the peer's serving certificate by the SHA-256 published on the peer's Node
-//! (`berth.dev/serving-cert-sha256`, as the API server does for logs); the serving side accepts the
-//! connection only if the presented certificate's SHA-256 matches the annotation of the Node its common name
-//! names. Only nodes registered with the cluster (with the node token) can therefore read blobs, and a node
+//! (`berth.dev/serving-cert-sha256`, with `tlspin::pinned_client_config` as the API server does for
+//! logs); the serving side accepts the connection only if the presented certificate's SHA-256 matches the
+//! annotation of the Node its common name names. Only nodes registered with the cluster (with the node token) can therefore read blobs, and a node
 //! can only impersonate itself. Peers learn nothing a node could not pull itself: the manifest and tag
 //! resolution always come from the registry with the pod's credentials, and a blob is only asked for by
 //! digest.
@@ -50,11 +53,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use oci::Descriptor;
 use rand::seq::SliceRandom;
-use rustls::DigitallySignedStruct;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use sha2::{Digest as _, Sha256};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tlspin::{CertificatePin, pinned_client_config};
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 
@@ -93,7 +94,7 @@ pub fn tracker_name(digest: &oci::Digest) -> String {
 }
 
 /// The nodes a tracker advertises, newest first.
-fn advertised(lease: &Lease) -> Vec<String> {
+pub(crate) fn advertised(lease: &Lease) -> Vec<String> {
     lease
         .metadata
         .annotations
@@ -130,69 +131,6 @@ pub(crate) enum PeerError {
         digest: String,
         reason: String,
     },
-}
-
-/// Accepts exactly the certificate whose DER hashes to `pin`; handshake signatures are still checked.
-#[derive(Debug)]
-struct PinnedCert {
-    pin: [u8; 32],
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for PinnedCert {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let presented: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
-        if presented == self.pin {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(format!(
-                "the peer presented a serving certificate with SHA-256 {}, but its Node pins {} in {SERVING_CERT_ANNOTATION}",
-                hex::encode(presented),
-                hex::encode(self.pin)
-            )))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }
 
 /// This node's peer client and blob coordination.
@@ -250,6 +188,21 @@ impl BlobPeers for Peers {
 
 fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+/// A checked write lost to another writer: the tracker changed (409) or was garbage-collected (404).
+fn is_lost_race(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409 || s.code == 404)
+}
+
+/// Label a tracker (one written before the label existed, or by hand) so the sweep sees it.
+fn label(lease: &mut Lease) {
+    lease
+        .metadata
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .entry(TRACKER_LABEL.to_string())
+        .or_insert_with(|| "true".into());
 }
 
 async fn api<T>(
@@ -369,7 +322,7 @@ impl Inner {
             // the nodes pulling it at the same time stream from this one.
             match self.take_claim(lease).await {
                 Ok(()) => return self.claimed(digest, name),
-                Err(e) if is_conflict(&e) && conflicts < UPDATE_ATTEMPTS => conflicts += 1,
+                Err(e) if is_lost_race(&e) && conflicts < UPDATE_ATTEMPTS => conflicts += 1,
                 Err(e) => {
                     tracing::warn!(%digest, error = %e, "cannot claim the blob tracker {CLAIM_NAMESPACE}/{name}; fetching from the registry");
                     return self.registry(digest);
@@ -440,6 +393,7 @@ impl Inner {
         let mut spec = self.claim_spec();
         spec.lease_transitions = Some(transitions + 1);
         lease.spec = Some(spec);
+        label(&mut lease);
         api(
             "claiming the blob tracker",
             self.leases.replace(&name, &PostParams::default(), &lease),
@@ -539,6 +493,7 @@ impl Inner {
                         spec.holder_identity = None;
                         spec.renew_time = Some(now());
                     }
+                    label(&mut lease);
                     if committed {
                         lease
                             .metadata
@@ -559,7 +514,7 @@ impl Inner {
             };
             match result {
                 Ok(()) => return,
-                Err(e) if is_conflict(&e) => {
+                Err(e) if is_lost_race(&e) => {
                     // Nodes that committed at the same moment: spread the retries.
                     let jitter = rand::random_range(10..100u64);
                     tokio::time::sleep(Duration::from_millis(jitter)).await;
@@ -578,18 +533,18 @@ impl Inner {
         if let Some(c) = clients.get(&pin) {
             return Ok(c.clone());
         }
-        let verifier = Arc::new(PinnedCert {
-            pin,
-            provider: self.provider.clone(),
+        let pinned = CertificatePin::new(pin).with_mismatch(|presented, pinned| {
+            format!(
+                "the peer presented a serving certificate with SHA-256 {presented}, but its Node pins {pinned} in {SERVING_CERT_ANNOTATION}"
+            )
         });
-        let mut tls = rustls::ClientConfig::builder_with_provider(self.provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_client_auth_cert(vec![self.cert.clone()], self.key.clone_key())
-            .map_err(|e| format!("the serving certificate cannot be a client certificate: {e}"))?;
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tls = pinned_client_config(
+            self.provider.clone(),
+            pinned,
+            vec![self.cert.clone()],
+            self.key.clone_key(),
+        )
+        .map_err(|e| format!("the serving certificate cannot be a client certificate: {e}"))?;
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .no_proxy()

@@ -1,8 +1,12 @@
 //! Pull progress on the Pod: the `berth.dev/pull-progress` annotation, a JSON document
-//! `{"image": "...", "layers": [{"digest": "sha256:...", "size": N, "done": M}]}` that the console renders as
-//! per-layer bars. Events from the pull are folded into one in-memory state; a publisher task writes it at most
-//! every [`MIN_INTERVAL`] (about two writes a second per pod, so a fast pull costs the API server little) and
-//! removes the annotation when the pull ends. It must never block the pull on the API server.
+//! `{"image": "...", "layers": [{"digest": "sha256:...", "size": N, "done": M, "source": "peer:node-3"}]}` that
+//! the console renders as per-layer bars. `source` says where the layer's bytes come from, `"registry"` or
+//! `"peer:<node>"` (as the image crate reports it, updated to `"registry"` when a peer fails mid-blob); it is
+//! absent until the download of that layer starts and for a layer the node already had. Events from the pull
+//! are folded into one in-memory state; a publisher task writes it as soon as the first layer starts
+//! downloading (so even a short pull shows where its layers come from), then at most every [`MIN_INTERVAL`]
+//! (about two writes a second per pod), and removes the annotation when the pull ends. A pull that downloads
+//! nothing (every blob already on the node) never writes. It must never block the pull on the API server.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +27,16 @@ pub(crate) struct Layer {
     pub digest: String,
     pub size: u64,
     pub done: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// The annotation's `source` of a layer: `registry` or `peer:<node>`.
+pub(crate) fn source_text(origin: &image::BlobOrigin) -> String {
+    match origin {
+        image::BlobOrigin::Registry => "registry".to_string(),
+        image::BlobOrigin::Peer(node) => format!("peer:{node}"),
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -36,6 +50,8 @@ pub(crate) struct Document {
 pub(crate) struct PodProgress {
     doc: Mutex<Document>,
     dirty: AtomicBool,
+    /// Told when a layer starts downloading (or learns its source): the publisher's first write.
+    started: tokio::sync::Notify,
 }
 
 impl PodProgress {
@@ -46,6 +62,7 @@ impl PodProgress {
                 layers: Vec::new(),
             }),
             dirty: AtomicBool::new(false),
+            started: tokio::sync::Notify::new(),
         }
     }
 
@@ -65,12 +82,14 @@ impl PodProgress {
                         digest: digest.to_string(),
                         size,
                         done: 0,
+                        source: None,
                     })
                     .collect();
             }
             image::Progress::BlobStarted { digest, offset, .. } => {
                 if let Some(i) = layer(&mut doc, &digest) {
                     doc.layers[i].done = offset;
+                    self.started.notify_one();
                 }
             }
             image::Progress::BlobBytes { digest, bytes } => {
@@ -87,6 +106,17 @@ impl PodProgress {
         self.dirty.store(true, Ordering::Release);
     }
 
+    /// Record where the bytes of layer `digest` come from (a config blob is not a layer and is ignored).
+    pub fn source(&self, digest: &oci::Digest, origin: &image::BlobOrigin) {
+        let mut doc = self.doc.lock().unwrap_or_else(|p| p.into_inner());
+        let d = digest.to_string();
+        if let Some(layer) = doc.layers.iter_mut().find(|l| l.digest == d) {
+            layer.source = Some(source_text(origin));
+            self.dirty.store(true, Ordering::Release);
+            self.started.notify_one();
+        }
+    }
+
     fn take(&self) -> Option<Document> {
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return None;
@@ -96,7 +126,8 @@ impl PodProgress {
     }
 }
 
-/// Write the annotation while the pull runs (until `done`), then remove it if it was ever written.
+/// Write the annotation once a layer starts downloading and then at most every [`MIN_INTERVAL`] while the pull
+/// runs (until `done`), then remove it if it was ever written.
 pub(crate) async fn publish(
     client: kube::Client,
     namespace: String,
@@ -106,14 +137,12 @@ pub(crate) async fn publish(
 ) {
     let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client, &namespace);
     let mut written = false;
+    tokio::select! {
+        biased;
+        _ = done.cancelled() => return,
+        _ = progress.started.notified() => {}
+    }
     loop {
-        let finished = tokio::select! {
-            _ = done.cancelled() => true,
-            _ = tokio::time::sleep(MIN_INTERVAL) => false,
-        };
-        if finished {
-            break;
-        }
         if let Some(doc) = progress.take() {
             let value = serde_json::to_string(&doc).unwrap_or_default();
             let patch = json!({"metadata": {"annotations": {PULL_PROGRESS_ANNOTATION: value}}});
@@ -124,6 +153,10 @@ pub(crate) async fn publish(
                 Ok(_) => written = true,
                 Err(e) => tracing::debug!(pod = %pod, error = %e, "cannot publish pull progress"),
             }
+        }
+        tokio::select! {
+            _ = done.cancelled() => break,
+            _ = tokio::time::sleep(MIN_INTERVAL) => {}
         }
     }
     if written {
@@ -179,5 +212,92 @@ mod tests {
             vec![(100, 50), (50, 50)]
         );
         assert!(p.take().is_none(), "nothing new to write");
+    }
+
+    #[tokio::test]
+    async fn only_a_layer_that_starts_downloading_wakes_the_publisher() {
+        let d = |c: char| -> oci::Digest {
+            format!("sha256:{}", c.to_string().repeat(64))
+                .parse()
+                .unwrap()
+        };
+        let wait = Duration::from_millis(50);
+        let p = PodProgress::new("reg:5000/app:v1");
+        p.apply(image::Progress::Resolved {
+            digest: d('a'),
+            manifest: d('a'),
+            blobs: vec![(d('c'), 10, false), (d('1'), 100, true), (d('2'), 50, true)],
+        });
+        p.source(&d('c'), &image::BlobOrigin::Registry);
+        p.apply(image::Progress::BlobStarted {
+            digest: d('c'),
+            size: 10,
+            offset: 0,
+        });
+        p.apply(image::Progress::BlobDone {
+            digest: d('2'),
+            size: 50,
+            existed: true,
+        });
+        assert!(
+            tokio::time::timeout(wait, p.started.notified())
+                .await
+                .is_err(),
+            "the config blob and cached layers do not start a write"
+        );
+        p.source(&d('1'), &image::BlobOrigin::Peer("node-3".into()));
+        assert!(
+            tokio::time::timeout(wait, p.started.notified())
+                .await
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn each_layer_names_where_its_bytes_come_from_and_a_failed_peer_turns_into_the_registry() {
+        let d = |c: char| -> oci::Digest {
+            format!("sha256:{}", c.to_string().repeat(64))
+                .parse()
+                .unwrap()
+        };
+        let p = PodProgress::new("reg:5000/app:v1");
+        p.apply(image::Progress::Resolved {
+            digest: d('a'),
+            manifest: d('a'),
+            blobs: vec![
+                (d('c'), 10, false),
+                (d('1'), 100, true),
+                (d('2'), 50, true),
+                (d('3'), 70, true),
+            ],
+        });
+        p.source(&d('c'), &image::BlobOrigin::Peer("node-3".into()));
+        p.source(&d('1'), &image::BlobOrigin::Peer("node-3".into()));
+        p.source(&d('2'), &image::BlobOrigin::Peer("node-4".into()));
+        p.source(&d('2'), &image::BlobOrigin::Registry);
+        let doc = p.take().unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&doc).unwrap()).unwrap();
+        let sources: Vec<&serde_json::Value> = json["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| &l["source"])
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                &json!("peer:node-3"),
+                &json!("registry"),
+                &serde_json::Value::Null
+            ]
+        );
+        assert!(
+            !json["layers"][2]
+                .as_object()
+                .unwrap()
+                .contains_key("source"),
+            "a layer not started yet has no source"
+        );
     }
 }

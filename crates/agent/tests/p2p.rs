@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent::{AgentConfig, CancellationToken, CrashBackoff, ShimCommand, Started};
+use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -215,6 +216,7 @@ impl Env {
         );
         cfg.heartbeat = Duration::from_secs(1);
         cfg.hosts_dir = Some(hosts.to_path_buf());
+        cfg.tracker_sweep = Duration::from_secs(1);
         cfg.pull_backoff_initial = Duration::from_secs(1);
         cfg.pull_backoff_max = Duration::from_secs(2);
         cfg.crash_backoff = CrashBackoff {
@@ -308,6 +310,105 @@ async fn remove_pods(pods: &Api<Pod>, agents: &[RunningAgent]) {
         assert!(
             Instant::now() < deadline,
             "pods or containers were not removed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The layer sources shown by a pod's pull-progress annotation, collected until `task` is aborted.
+struct ProgressSources {
+    task: tokio::task::JoinHandle<()>,
+    /// (digest, source) of every layer of every annotation value seen; source empty while unknown.
+    seen: Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+/// Starts watching pod `name` (before it exists) for its `berth.dev/pull-progress` annotation.
+async fn watch_progress_sources(pods: &Api<Pod>, name: &str) -> ProgressSources {
+    let rv = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    let mut stream = pods
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let name = name.to_string();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = seen.clone();
+    let task = tokio::spawn(async move {
+        while let Some(event) = stream.next().await {
+            let (WatchEvent::Added(p) | WatchEvent::Modified(p)) = event.unwrap() else {
+                continue;
+            };
+            if p.metadata.name.as_deref() != Some(name.as_str()) {
+                continue;
+            }
+            let Some(raw) = p
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(agent::PULL_PROGRESS_ANNOTATION))
+            else {
+                continue;
+            };
+            let doc: Value = serde_json::from_str(raw).unwrap();
+            let mut seen = out.lock().unwrap();
+            for layer in doc["layers"].as_array().unwrap() {
+                seen.push((
+                    layer["digest"].as_str().unwrap().to_string(),
+                    layer["source"].as_str().unwrap_or_default().to_string(),
+                ));
+            }
+        }
+    });
+    ProgressSources { task, seen }
+}
+
+/// A tracker's advertised nodes, sorted.
+fn nodes_of(tracker: &Lease) -> Vec<String> {
+    let mut nodes: Vec<String> = tracker
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(agent::BLOB_NODES_ANNOTATION))
+        .map(|v| {
+            v.split(',')
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    nodes.sort();
+    nodes
+}
+
+fn holder_of(tracker: &Lease) -> Option<String> {
+    tracker
+        .spec
+        .as_ref()
+        .and_then(|s| s.holder_identity.clone())
+}
+
+/// Waits (at most 15 s: the agents sweep every second) until tracker `name` (None: absent) passes `ok`.
+async fn wait_tracker(
+    leases: &Api<Lease>,
+    name: &str,
+    ok: impl Fn(Option<&Lease>) -> bool,
+) -> Option<Lease> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let tracker = leases.get_opt(name).await.unwrap();
+        if ok(tracker.as_ref()) {
+            return tracker;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tracker {name} is {:?}",
+            tracker.as_ref().map(|t| (nodes_of(t), holder_of(t)))
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -599,8 +700,10 @@ fn a_dead_claim_is_taken_over_and_a_later_node_pulls_from_the_node_that_has_the_
             .await
             .unwrap();
         let first = wait_ready(&pods, 1, Instant::now()).await;
-        // A node that joins later takes every blob from node-p1, not from the registry.
+        // A node that joins later takes every blob from node-p1, not from the registry, and its pod's pull
+        // progress names node-p1 as the source of each layer.
         agents.push(env.start_agent("node-p2", &hosts).await);
+        let sources = watch_progress_sources(&pods, "second").await;
         let second = match first {
             Ok(_) => {
                 pods.create(&PostParams::default(), &pod("second", "node-p2", &image))
@@ -610,36 +713,52 @@ fn a_dead_claim_is_taken_over_and_a_later_node_pulls_from_the_node_that_has_the_
             }
             Err(e) => Err(e),
         };
+        sources.task.abort();
         remove_pods(&pods, &agents).await;
-        second.unwrap_or_else(|e| panic!("{e}"));
+        let second_time = second.unwrap_or_else(|e| panic!("{e}"));
+        let seen = sources.seen.lock().unwrap().clone();
+        let layers = env.image.blobs().len() - 1;
+        let named: Vec<&(String, String)> = seen.iter().filter(|(_, s)| !s.is_empty()).collect();
+        assert!(
+            !named.is_empty() && named.iter().all(|(_, s)| s == "peer:node-p1"),
+            "the pull progress of the second pod ({layers} layers, Ready after {second_time:?}) showed sources {seen:?}"
+        );
 
         let log = env.registry.access_log_settled().await;
         for (digest, _) in &blobs {
             assert_eq!(registry_gets(&log, digest), 1, "registry GETs of {digest}");
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let tracker = leases.get(&agent::tracker_name(&big_digest)).await.unwrap();
-            let listed = tracker
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(agent::BLOB_NODES_ANNOTATION))
-                .cloned()
-                .unwrap_or_default();
-            let spec = tracker.spec.unwrap_or_default();
-            let mut nodes: Vec<&str> = listed.split(',').collect();
-            nodes.sort();
-            if nodes == ["node-ghost", "node-p1", "node-p2"] && spec.holder_identity.is_none() {
-                assert_eq!(spec.lease_transitions, Some(1), "node-p1 took the claim over once");
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the tracker lists {listed:?} with holder {:?}",
-                spec.holder_identity
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        // node-p1 took the dead claim over once; both nodes are advertised, and node-ghost (no Node object)
+        // was swept away.
+        let name = agent::tracker_name(&big_digest);
+        let tracker = wait_tracker(&leases, &name, |t| {
+            t.is_some_and(|t| nodes_of(t) == ["node-p1", "node-p2"] && holder_of(t).is_none())
+        })
+        .await;
+        assert_eq!(
+            tracker.unwrap().spec.unwrap().lease_transitions,
+            Some(1),
+            "node-p1 took the claim over once"
+        );
+
+        // The blob goes from node-p2's store (as `berth rmi` does): node-p2 drops itself from the tracker.
+        let remove_blob = |a: &RunningAgent| {
+            let store = content::Store::open(a.root.join(content::CONTENT_DIR)).unwrap();
+            assert!(store.delete(&big_digest).unwrap(), "{} had the blob", a.name);
+        };
+        remove_blob(&agents[1]);
+        wait_tracker(&leases, &name, |t| {
+            t.is_some_and(|t| nodes_of(t) == ["node-p1"])
+        })
+        .await;
+        // And from node-p1's: nobody has it or claims it, so the tracker is deleted.
+        remove_blob(&agents[0]);
+        wait_tracker(&leases, &name, |t| t.is_none()).await;
+        // The other blobs' trackers stay: both nodes still have them.
+        for (digest, _) in blobs.iter().filter(|(d, _)| *d != big) {
+            let d: oci::Digest = digest.parse().unwrap();
+            let t = leases.get(&agent::tracker_name(&d)).await.unwrap();
+            assert_eq!(nodes_of(&t).len(), 2, "tracker of {digest}");
         }
         for a in agents {
             a.shutdown.cancel();

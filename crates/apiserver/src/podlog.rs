@@ -10,10 +10,11 @@
 //! `kubectl logs -f` follows); any other answer becomes a Status with the agent's code and text, as kubelet's
 //! texts reach kubectl upstream. An unscheduled pod answers an empty log, as upstream does.
 //!
-//! The TLS client is hand-assembled (tokio-rustls + hyper's HTTP/1 connection) rather than a general HTTP client
-//! because the trust decision is a per-request fingerprint pin with a fixed client identity; no pooled client
-//! exposes that without wrapping the same pieces. This module must never follow redirects, never send the user's
-//! bearer token to an agent, and never trust an agent certificate that does not match the Node's pin.
+//! The TLS client is hand-assembled (tokio-rustls + hyper's HTTP/1 connection over the pinned configuration of
+//! `tlspin::pinned_client_config`, which node agents use between themselves too) rather than a general
+//! HTTP client because the trust decision is a per-request fingerprint pin with a fixed client identity; no pooled
+//! client exposes that without wrapping the same pieces. This module must never follow redirects, never send the
+//! user's bearer token to an agent, and never trust an agent certificate that does not match the Node's pin.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,12 +24,10 @@ use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use hyper_util::rt::TokioIo;
-use rustls::DigitallySignedStruct;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+use tlspin::{CertificatePin, pinned_client_config};
 
 use api::Status;
 use api::resources::{self, ResourceInfo};
@@ -69,80 +68,17 @@ impl AgentClient {
     }
 
     fn tls_config(&self, pin: [u8; 32]) -> Result<rustls::ClientConfig, rustls::Error> {
-        let verifier = Arc::new(PinnedServerCert {
-            pin,
-            provider: self.provider.clone(),
+        let pinned = CertificatePin::new(pin).with_mismatch(|presented, pinned| {
+            format!(
+                "the agent presented a serving certificate with SHA-256 {presented}, but its Node pins {pinned} in the annotation {SERVING_CERT_ANNOTATION}; restart the agent so it republishes its certificate"
+            )
         });
-        let mut config = rustls::ClientConfig::builder_with_provider(self.provider.clone())
-            .with_safe_default_protocol_versions()?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(config)
-    }
-}
-
-/// Accepts exactly the certificate whose DER hashes to `pin`; signatures are still checked against its key.
-#[derive(Debug)]
-struct PinnedServerCert {
-    pin: [u8; 32],
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for PinnedServerCert {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let presented: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
-        if presented == self.pin {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(format!(
-                "the agent presented a serving certificate with SHA-256 {}, but its Node pins {} in the annotation {SERVING_CERT_ANNOTATION}; restart the agent so it republishes its certificate",
-                hex::encode(presented),
-                hex::encode(self.pin)
-            )))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
+        pinned_client_config(
+            self.provider.clone(),
+            pinned,
+            self.chain.clone(),
+            self.key.clone_key(),
         )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 

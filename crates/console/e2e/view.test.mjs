@@ -8,7 +8,7 @@ import { b64encode, dockerConfigJson, parseDockerConfig, secretRegistryKeys } fr
 import { buildWorkload, certificateCheck, parseEnv, pullCheck, splitCommand } from '../assets/js/pages/workloads.js';
 import { describeCheck, imageRegistry, latestOnly, proposedAnchor, verdictText } from '../assets/js/registrycheck.js';
 import { normalizeFingerprint, objectName } from '../assets/js/pages/registries.js';
-import { classifyPullError, hostInMessage } from '../assets/js/pages/pod.js';
+import { classifyPullError, hostInMessage, layerSource } from '../assets/js/pages/pod.js';
 import { toYaml } from '../assets/js/yaml.js';
 
 const failures = [];
@@ -26,6 +26,12 @@ const throws = (what, fn, pattern) => {
     if (!pattern.test(e.message)) failures.push(`${what}: threw ${JSON.stringify(e.message)}, want ${pattern}`);
   }
 };
+
+// ---- pull progress: where each layer's bytes come from (agent annotation `source`) ----
+expect('layer from a peer', layerSource('peer:node-3', false), 'from node node-3');
+expect('layer from the registry', layerSource('registry', true), 'registry');
+expect('layer already on the node', layerSource(undefined, true), 'already on the node');
+expect('layer not started', layerSource(undefined, false), '');
 
 // ---- kubectl HumanDuration (k8s.io/apimachinery duration_test.go) ----
 const H = 3600e3;

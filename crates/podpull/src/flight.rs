@@ -2,8 +2,10 @@
 //! pull (one resolve, one download of each blob, one KEP-2535 record update); requests with different
 //! credentials never share, so no pod ever rides on another pod's authentication. Progress of the shared pull
 //! is fanned out to every waiting caller's sink (a late joiner first gets the `Resolved` event it missed). The
-//! pull runs in its own task, so a caller that gives up never cancels it for the others. It must never decide
-//! whether to pull (that is the manager) and never see a credential value.
+//! pull runs in its own task, so a caller that gives up never cancels it for the others. Where each blob's bytes
+//! come from (the registry or a peer node, as `image` reports it) is fanned out the same way, and replayed to
+//! late joiners with the `Resolved` event. It must never decide whether to pull (that is the manager) and never
+//! see a credential value.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -12,12 +14,21 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
-use image::{Progress, PullError, Pulled};
+use image::{BlobOrigin, Progress, PullError, Pulled};
+use oci::Digest;
 
 /// Where a caller wants progress of its pull.
 pub trait PullProgress: Send + Sync {
     /// One event of the (possibly shared) pull.
     fn progress(&self, event: Progress);
+
+    /// Where the bytes of blob `digest` come from: told before its [`Progress::BlobStarted`], and again (with
+    /// [`BlobOrigin::Registry`]) when a peer failed and the blob is fetched afresh. A caller joining a shared
+    /// pull late is told the latest origin of every blob already started, right after `Resolved`. Ignored by
+    /// default.
+    fn blob_source(&self, digest: &Digest, origin: &BlobOrigin) {
+        let _ = (digest, origin);
+    }
 }
 
 impl<F: Fn(Progress) + Send + Sync> PullProgress for F {
@@ -43,6 +54,8 @@ struct FanOutState {
     sinks: Vec<Arc<dyn PullProgress>>,
     /// The `Resolved` event, replayed to callers that join later.
     resolved: Option<Progress>,
+    /// The latest origin of every blob started so far, in the order they started, replayed likewise.
+    sources: Vec<(Digest, BlobOrigin)>,
 }
 
 /// Forwards the progress of one pull to every caller waiting on it.
@@ -56,6 +69,9 @@ impl FanOut {
         let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(resolved) = &g.resolved {
             sink.progress(resolved.clone());
+        }
+        for (digest, origin) in &g.sources {
+            sink.blob_source(digest, origin);
         }
         g.sinks.push(sink);
     }
@@ -72,6 +88,20 @@ impl image::ProgressSink for FanOut {
         };
         for s in &sinks {
             s.progress(event.clone());
+        }
+    }
+
+    fn blob_source(&self, digest: &Digest, origin: &BlobOrigin) {
+        let sinks = {
+            let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            match g.sources.iter_mut().find(|(d, _)| d == digest) {
+                Some((_, o)) => *o = origin.clone(),
+                None => g.sources.push((digest.clone(), origin.clone())),
+            }
+            g.sinks.clone()
+        };
+        for s in &sinks {
+            s.blob_source(digest, origin);
         }
     }
 }
@@ -254,5 +284,51 @@ mod tests {
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 2);
         assert!(matches!(seen[0], Progress::Resolved { .. }));
+    }
+
+    /// Records blob origins as `digest-prefix=origin` strings.
+    #[derive(Default)]
+    struct Origins(Mutex<Vec<String>>);
+
+    impl PullProgress for Origins {
+        fn progress(&self, _: Progress) {}
+        fn blob_source(&self, digest: &Digest, origin: &BlobOrigin) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{}={origin}", &digest.hex()[..1]));
+        }
+    }
+
+    #[test]
+    fn blob_origins_reach_every_caller_and_late_joiners_get_the_latest_origin_of_each_blob() {
+        let fan = FanOut::default();
+        let d = |c: char| -> Digest {
+            format!("sha256:{}", c.to_string().repeat(64))
+                .parse()
+                .unwrap()
+        };
+        let early = Arc::new(Origins::default());
+        fan.add(early.clone());
+        image::ProgressSink::event(
+            &fan,
+            Progress::Resolved {
+                digest: d('f'),
+                manifest: d('f'),
+                blobs: vec![(d('a'), 1, true), (d('b'), 1, true)],
+            },
+        );
+        let sink: &dyn image::ProgressSink = &fan;
+        sink.blob_source(&d('a'), &BlobOrigin::Peer("node-3".into()));
+        sink.blob_source(&d('b'), &BlobOrigin::Peer("node-4".into()));
+        // node-4 failed mid-blob: the image crate fetches it afresh from the registry.
+        sink.blob_source(&d('b'), &BlobOrigin::Registry);
+        assert_eq!(
+            *early.0.lock().unwrap(),
+            ["a=peer node-3", "b=peer node-4", "b=registry"]
+        );
+        let late = Arc::new(Origins::default());
+        fan.add(late.clone());
+        assert_eq!(*late.0.lock().unwrap(), ["a=peer node-3", "b=registry"]);
     }
 }

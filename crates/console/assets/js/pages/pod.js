@@ -97,14 +97,22 @@ function progressPanel(progress) {
   const eta = rate > 0 ? humanDuration(((total - done) / rate) * 1000) : 'unknown';
   return h('div', {},
     h('p', {}, `${bytes(done)} of ${bytes(total)}${rate ? `, ${bytes(rate)}/s, ETA ${eta}` : ''}${progress.updatedAt ? ` (reported ${age(progress.updatedAt)} ago)` : ''}`),
-    table('Layers', ['Layer', 'Progress', 'Bytes'], layers.map((l) => {
+    table('Layers', ['Layer', 'Progress', 'Bytes', 'Source'], layers.map((l) => {
       const size = l.size ?? l.total ?? 0;
       const got = l.done ?? l.offset ?? 0;
       const label = `Layer ${String(l.digest ?? '').slice(0, 19)}`;
       return [h('code', {}, String(l.digest ?? '').slice(0, 19)),
         h('progress', { max: String(size || 1), value: String(got), 'aria-label': label }),
-        `${bytes(got)} / ${bytes(size)}${size && got >= size ? ' (done)' : ''}`];
+        `${bytes(got)} / ${bytes(size)}${size && got >= size ? ' (done)' : ''}`,
+        layerSource(l.source, size && got >= size)];
     })));
+}
+
+/** Where a layer's bytes come from: the agent reports `registry` or `peer:<node>`; none once it was already on the node. */
+export function layerSource(source, done) {
+  if (typeof source === 'string' && source.startsWith('peer:')) return `from node ${source.slice(5)}`;
+  if (source === 'registry') return 'registry';
+  return done ? 'already on the node' : '';
 }
 
 export function render({ main, parts }) {
