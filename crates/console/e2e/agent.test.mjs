@@ -10,8 +10,7 @@
 // step prints "ok - ..."; the first failure exits 1. Screenshots go to $BERTH_SCREENSHOTS.
 
 import { mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { apiClient, assert, runInBrowser } from './harness.mjs';
 
 const env = (name) => {
   const v = process.env[name];
@@ -31,51 +30,9 @@ const SHOTS = env('BERTH_SCREENSHOTS');
 const NS = 'default';
 mkdirSync(SHOTS, { recursive: true });
 
-function assert(cond, message) {
-  if (!cond) throw new Error(`assertion failed: ${message}`);
-}
+const api = apiClient(URL_BASE, ADMIN);
 
-async function api(method, path, body) {
-  const r = await fetch(`${URL_BASE}${path}`, {
-    method,
-    headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/json', Accept: 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  return { status: r.status, body: text ? JSON.parse(text) : null };
-}
-
-const started = Date.now();
-const step = (name) => console.log(`ok - ${name} (${((Date.now() - started) / 1000).toFixed(1)}s)`);
-const foreign = [];
-const pageErrors = [];
-
-const browser = await chromium.launch({
-  executablePath: process.env.BERTH_CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
-});
-let exitCode = 0;
-try {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
-  const origin = new URL(URL_BASE).origin;
-  await context.route('**/*', (route) => {
-    const u = route.request().url();
-    if (new URL(u).origin !== origin) {
-      foreign.push(u);
-      return route.abort();
-    }
-    return route.continue();
-  });
-  const page = await context.newPage();
-  page.on('pageerror', (e) => pageErrors.push(`page error: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && /Content Security Policy|Refused to/.test(m.text())) pageErrors.push(`console: ${m.text()}`);
-  });
-  page.setDefaultTimeout(20000);
-  const shot = (name) => page.screenshot({ path: join(SHOTS, `agent-${name}.png`), fullPage: true });
-
+await runInBrowser({ urlBase: URL_BASE, shots: SHOTS, prefix: 'agent-', timeoutMs: 20000, timed: true }, async ({ page, shot, step }) => {
   // ---- log in ----
   await page.goto(`${URL_BASE}/ui/`);
   await page.getByLabel('Token', { exact: true }).fill(ADMIN);
@@ -217,14 +174,4 @@ try {
 
   const html = await page.content();
   assert(!html.includes(PASSWORD), 'the registry password never appears in a page');
-  assert(foreign.length === 0, `requests to other origins: ${foreign.join(', ')}`);
-  assert(pageErrors.length === 0, pageErrors.join('\n'));
-  step('no request left the API server origin; no page error or CSP violation');
-} catch (e) {
-  console.error(`not ok - ${e.stack ?? e}`);
-  if (pageErrors.length) console.error(pageErrors.join('\n'));
-  exitCode = 1;
-} finally {
-  await browser.close();
-}
-process.exit(exitCode);
+});

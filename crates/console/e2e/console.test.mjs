@@ -4,8 +4,7 @@
 
 import { mkdirSync, readFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { apiClient, assert, runInBrowser } from './harness.mjs';
 
 const URL_BASE = process.env.BERTH_URL;
 const ADMIN = readFileSync(process.env.BERTH_ADMIN_TOKEN_FILE, 'utf8').trim();
@@ -17,50 +16,9 @@ const NS = 'default';
 if (!URL_BASE || !ADMIN || !VIEWER) throw new Error('BERTH_URL, BERTH_ADMIN_TOKEN_FILE and BERTH_VIEWER_TOKEN_FILE must be set');
 mkdirSync(SHOTS, { recursive: true });
 
-function assert(cond, message) {
-  if (!cond) throw new Error(`assertion failed: ${message}`);
-}
+const api = apiClient(URL_BASE, ADMIN);
 
-async function api(method, path, body, token = ADMIN) {
-  const r = await fetch(`${URL_BASE}${path}`, {
-    method,
-    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', Accept: 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  return { status: r.status, body: text ? JSON.parse(text) : null, headers: r.headers };
-}
-
-const step = (name) => console.log(`ok - ${name}`);
-const foreign = [];
-const pageErrors = [];
-
-const browser = await chromium.launch({
-  executablePath: process.env.BERTH_CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
-});
-let exitCode = 0;
-try {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
-  const origin = new URL(URL_BASE).origin;
-  await context.route('**/*', (route) => {
-    const u = route.request().url();
-    if (new URL(u).origin !== origin) {
-      foreign.push(u);
-      return route.abort();
-    }
-    return route.continue();
-  });
-  const page = await context.newPage();
-  page.on('pageerror', (e) => pageErrors.push(`page error: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && /Content Security Policy|Refused to/.test(m.text())) pageErrors.push(`console: ${m.text()}`);
-  });
-  page.setDefaultTimeout(15000);
-  const shot = (name) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
-
+await runInBrowser({ urlBase: URL_BASE, shots: SHOTS, timeoutMs: 15000 }, async ({ page, shot, step }) => {
   // ---- assets: served without a token, with CSP and content types ----
   const index = await fetch(`${URL_BASE}/ui/`);
   assert(index.status === 200, `GET /ui/ without a token is ${index.status}`);
@@ -281,15 +239,4 @@ try {
   await shot('viewer-forbidden');
   assert((await api('GET', `/api/v1/namespaces/${NS}/secrets/viewer-secret`)).status === 404, 'the viewer created nothing');
   step('a viewer token cannot create a secret and sees the API message');
-
-  assert(foreign.length === 0, `requests to other origins: ${foreign.join(', ')}`);
-  assert(pageErrors.length === 0, pageErrors.join('\n'));
-  step('no request left the API server origin; no page error or CSP violation');
-} catch (e) {
-  console.error(`not ok - ${e.stack ?? e}`);
-  if (pageErrors.length) console.error(pageErrors.join('\n'));
-  exitCode = 1;
-} finally {
-  await browser.close();
-}
-process.exit(exitCode);
+});
