@@ -215,7 +215,8 @@ impl Agent {
         })
     }
 
-    /// The containers of one pod, their status checked against runc. A container whose process is gone but
+    /// The containers of one pod, their status checked by the runtime (from `/proc`, no runc process per
+    /// container: workers call this on every sync). A container whose process is gone but
     /// whose exit the shim has not recorded yet is still reported running for [`EXIT_RECORD_GRACE`] (the
     /// second value is then true: ask again soon), so a status never shows an exit without its code while
     /// the code is on its way; after that the exit is reported without a code, as the runtime does.

@@ -279,9 +279,69 @@ pub(crate) fn pod_status(v: &PodView<'_>) -> Value {
     status
 }
 
+/// Whether `next` changes what the pod *is* against the status last written: its phase or the status of one
+/// of its conditions (Ready, ContainersReady, ...). The pod worker writes such a transition at once instead of
+/// folding it into the next interval, so "Running" is never held back by the write that said "Pending".
+pub(crate) fn is_transition(last: Option<&Value>, next: &Value) -> bool {
+    let Some(last) = last else { return true };
+    let conditions = |s: &Value| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = s["conditions"]
+            .as_array()
+            .map(|cs| {
+                cs.iter()
+                    .map(|c| {
+                        (
+                            c["type"].as_str().unwrap_or_default().to_string(),
+                            c["status"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    last["phase"] != next["phase"] || conditions(last) != conditions(next)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phase_and_condition_changes_are_transitions_other_changes_are_not() {
+        let pending = view("app");
+        let mut up = view("app");
+        up.current = Some(running("abc"));
+        let status = |c: &ContainerView, restarts: u32| {
+            let mut c = c.clone();
+            c.restart_count = restarts;
+            pod_status(&PodView {
+                restart_policy: "Always",
+                containers: &[c],
+                sandbox_ready: true,
+                host_ip: "127.0.0.1",
+                pod_ip: None,
+                start_time: "2026-01-01T00:00:00Z",
+                previous: None,
+            })
+        };
+        let (p, r) = (status(&pending, 0), status(&up, 0));
+        assert!(
+            is_transition(None, &p),
+            "the first status is always written"
+        );
+        assert!(is_transition(Some(&p), &r), "Pending -> Running");
+        assert!(!is_transition(Some(&r), &r));
+        // A restart count that moved while the pod stays Running and Ready folds into the next interval.
+        assert!(!is_transition(Some(&r), &status(&up, 1)));
+        // Same phase, a condition flips (the container died, the pod stays Running under Always).
+        let mut died = view("app");
+        died.current = Some(exited("abc", 1));
+        let d = status(&died, 0);
+        assert_eq!(d["phase"], "Running");
+        assert!(is_transition(Some(&r), &d));
+    }
 
     fn t(s: i64) -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_700_000_000 + s).unwrap()

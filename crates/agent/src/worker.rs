@@ -1,9 +1,14 @@
 //! One pod's worker (kubelet's pod worker + `SyncPod`): it keeps the pod's sandbox (a network namespace shared
 //! by its containers, or the host's for `hostNetwork`), ensures each container's image through `podpull`,
 //! creates and starts containers with the runtime in spec order, restarts them per `restartPolicy` with the
-//! crash-loop back-off, writes the pod status through `pods/status` (only when it changed, at most every
-//! [`MIN_STATUS_INTERVAL`]), and on deletion stops the containers within the grace period, removes them with
-//! their root filesystems and sandbox, and deletes the Pod with `gracePeriodSeconds=0` as kubelet does.
+//! crash-loop back-off, writes the pod status through `pods/status` (only when it changed; at most every
+//! [`MIN_STATUS_INTERVAL`] unless the phase or a condition changed, so Running is written as soon as it is
+//! true), and on deletion stops the containers within the grace period, removes them with their root
+//! filesystems and sandbox, and deletes the Pod with `gracePeriodSeconds=0` as kubelet does.
+//!
+//! Once a container's image is ready its creation starts at once: the pull progress annotation is removed by
+//! its publisher in the background (an API write that the start must not wait for). Debug-level traces give
+//! each step's time (image ready, create, start, status written) per pod.
 //!
 //! It must never read a Secret outside the pod's namespace, never stop containers when the agent shuts down
 //! (only when the pod goes), and never block the agent on one pod's pull.
@@ -78,6 +83,10 @@ impl podpull::Recorder for ContainerRecorder {
 impl podpull::PullProgress for PodProgress {
     fn progress(&self, event: image::Progress) {
         self.apply(event);
+    }
+
+    fn blob_source(&self, digest: &oci::Digest, origin: &image::BlobOrigin) {
+        self.source(digest, origin);
     }
 }
 
@@ -410,8 +419,9 @@ impl Worker {
                 Some(progress as Arc<dyn podpull::PullProgress>),
             )
             .await;
+        // The publisher removes the progress annotation in its own time: the container does not wait for it.
         done.cancel();
-        let _ = publisher.await;
+        drop(publisher);
         let ready = ready.map_err(|w| Wait {
             reason: w.reason,
             message: w.message,
@@ -419,6 +429,8 @@ impl Worker {
         })?;
         self.images
             .insert(c.name.clone(), (ready.name.clone(), ready.image_id.clone()));
+        let image_ready = Instant::now();
+        tracing::debug!(pod = %format_pod(pod), container = %c.name, image = %ready.name, "image ready");
 
         let pod_ip = pod
             .spec
@@ -511,6 +523,13 @@ impl Worker {
             })
             .await
         };
+        tracing::debug!(
+            pod = %format_pod(pod),
+            container = %c.name,
+            after_image_ms = image_ready.elapsed().as_millis() as u64,
+            ok = matches!(created, Ok(Ok(_))),
+            "container created"
+        );
         let state = match created {
             Ok(Ok(st)) => st,
             Ok(Err(e)) => {
@@ -548,6 +567,13 @@ impl Worker {
             tokio::task::spawn_blocking(move || agent.runtime.start_detached(&id, &agent.shim))
                 .await
         };
+        tracing::debug!(
+            pod = %format_pod(pod),
+            container = %c.name,
+            after_image_ms = image_ready.elapsed().as_millis() as u64,
+            ok = matches!(started, Ok(Ok(_))),
+            "container started"
+        );
         match started {
             Ok(Ok(_)) => self.event(
                 pod,
@@ -659,6 +685,7 @@ impl Worker {
             return None;
         }
         if !force
+            && !crate::status::is_transition(self.last_status.as_ref(), &status)
             && let Some(at) = self.last_write
             && at.elapsed() < MIN_STATUS_INTERVAL
         {
@@ -673,6 +700,7 @@ impl Worker {
             .await
         {
             Ok(_) => {
+                tracing::debug!(pod = %format_pod(pod), phase = %status["phase"], "status written");
                 self.last_status = Some(status);
                 self.last_write = Some(Instant::now());
                 None

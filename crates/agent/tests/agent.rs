@@ -57,6 +57,10 @@ fn main() {
             "two_agents_share_a_machine_and_pod_containers_share_localhost",
             two_agents_share_a_machine_and_pod_containers_share_localhost,
         ),
+        (
+            "twenty_pods_of_one_image_start_in_parallel_without_asking_runc_for_state",
+            twenty_pods_of_one_image_start_in_parallel_without_asking_runc_for_state,
+        ),
     ];
     let mut failed = Vec::new();
     let mut ran = 0;
@@ -911,6 +915,98 @@ fn two_agents_share_a_machine_and_pod_containers_share_localhost() {
         env.delete_pods(&root2).await;
         a1.stop().await;
         a2.stop().await;
+        env.stop().await;
+    });
+}
+
+/// The largest number of `[from, to]` windows that contain one instant.
+fn max_overlap(windows: &[(time::OffsetDateTime, time::OffsetDateTime)]) -> usize {
+    windows
+        .iter()
+        .map(|(at, _)| {
+            windows
+                .iter()
+                .filter(|(from, to)| from <= at && at <= to)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+fn twenty_pods_of_one_image_start_in_parallel_without_asking_runc_for_state() {
+    rt().block_on(async {
+        let env = Env::start().await;
+        let host = env.registry.registry.host_port();
+        let hosts = env.hosts_dir("hosts", &host, env.registry.pki.ca_pem());
+        let root = env.dir.path().join("node-g");
+        // The agent's runc logs every subcommand it is asked for, then runs the real one.
+        let runc_log = env.dir.path().join("runc-calls.log");
+        let wrapper = env.dir.path().join("runc-wrapper");
+        let real = runtime::runc::find_runc(None).unwrap();
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> {}\nexec {} \"$@\"\n",
+                runc_log.display(),
+                real.display()
+            ),
+        )
+        .unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let mut cfg = env.config("node-g", &root, Some(hosts));
+        cfg.runc = Some(wrapper);
+        let agent = env.start_agent(cfg).await;
+        env.create_pull_secret("default", "myregistrykey").await;
+        let names: Vec<String> = (0..20).map(|i| format!("many-{i}")).collect();
+        for name in &names {
+            let mut pod = pod_json(
+                name,
+                "node-g",
+                &env.registry.image(),
+                &["sleep", "1000"],
+                "Always",
+            );
+            pod["spec"]["terminationGracePeriodSeconds"] = json!(1);
+            env.create_pod(pod).await;
+        }
+        for name in &names {
+            let pod = wait_pod(&env.client, name, Duration::from_secs(120), |p| {
+                p["status"]["phase"] == "Running"
+            })
+            .await;
+            assert_eq!(condition(&pod, "Ready")["status"], "True", "{name}");
+        }
+        let records = runtime_records(&root);
+        assert_eq!(records.len(), 20);
+        let windows: Vec<_> = records
+            .iter()
+            .map(|r| {
+                assert_eq!(r.status, runtime::Status::Running, "{}", r.name);
+                assert!(r.pid_start.is_some(), "{} names its process", r.name);
+                (
+                    r.created,
+                    r.started.expect("a running container has a start time"),
+                )
+            })
+            .collect();
+        // Serial creation and start would leave every window alone; the workers start their pods together.
+        let overlap = max_overlap(&windows);
+        assert!(
+            overlap >= 2,
+            "the 20 create-to-start windows never overlap: {windows:?}"
+        );
+        // Liveness of running containers comes from /proc: nothing spawned `runc state` on the way to Running.
+        let calls = std::fs::read_to_string(&runc_log).unwrap_or_default();
+        let states = calls
+            .lines()
+            .filter(|l| l.split_whitespace().any(|w| w == "state"))
+            .count();
+        assert_eq!(states, 0, "runc state was run {states} times:\n{calls}");
+        env.delete_pods(&root).await;
+        agent.stop().await;
         env.stop().await;
     });
 }

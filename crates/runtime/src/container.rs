@@ -273,6 +273,7 @@ impl Runtime {
             started: None,
             finished: None,
             pid: None,
+            pid_start: None,
             exit_code: None,
             error: None,
             attach: None,
@@ -400,6 +401,7 @@ impl Runtime {
                 self.layout.update(&st.id, |s| {
                     s.status = Status::Running;
                     s.pid = Some(pid);
+                    s.pid_start = process_start(pid);
                     s.started = Some(OffsetDateTime::now_utc());
                 })?;
             }
@@ -448,6 +450,7 @@ impl Runtime {
         let r = self.layout.update(id, |s| {
             s.status = Status::Exited;
             s.pid = None;
+            s.pid_start = None;
             s.exit_code = code;
             s.finished = Some(OffsetDateTime::now_utc());
             if error.is_some() {
@@ -507,7 +510,8 @@ impl Runtime {
         })
     }
 
-    /// All containers, oldest first, with the status of running ones checked against runc.
+    /// All containers, oldest first, with the status of running ones checked (through `/proc` for
+    /// records that name their process, else runc).
     pub fn list(&self) -> Result<Vec<ContainerState>> {
         Ok(self
             .layout
@@ -540,13 +544,25 @@ impl Runtime {
             _ => ContainerState {
                 status: Status::Exited,
                 pid: None,
+                pid_start: None,
                 error: Some("the exit status was not recorded (yet)".into()),
                 ..st
             },
         }
     }
 
+    /// Whether the record's process still runs. A record that names its process (pid and start time)
+    /// is answered from `/proc` (no runc process is spawned: supervisors poll this for every running
+    /// container); older records ask `runc state`.
     fn process_alive(&self, st: &ContainerState) -> bool {
+        if let (Some(pid), Some(start)) = (st.pid, st.pid_start) {
+            match proc_stat(pid) {
+                Some(p) => return p.start == start && !p.is_zombie(),
+                // No such process; unless /proc itself is missing, where only runc can tell.
+                None if Path::new("/proc/self/stat").exists() => return false,
+                None => {}
+            }
+        }
         match self.runc.state(&st.id, &self.runc_log(&st.id, "state")) {
             Ok(Some(s)) => s.status != "stopped",
             Ok(None) => false,
@@ -732,6 +748,43 @@ pub(crate) fn read_pid(path: &Path) -> Option<i32> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// What `/proc/<pid>/stat` says about a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProcStat {
+    /// Field 3: `R`, `S`, `D`, `Z` (zombie), `X` (dead), ...
+    pub state: char,
+    /// Field 22: start time in clock ticks after boot.
+    pub start: u64,
+}
+
+impl ProcStat {
+    /// Exited, not yet (or never to be) reaped.
+    pub fn is_zombie(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+/// Parse `/proc/<pid>/stat` (by hand: two fields of one line, after the parenthesised command name,
+/// which may itself contain spaces and parentheses, hence the last `)`).
+pub(crate) fn parse_proc_stat(text: &str) -> Option<ProcStat> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // Fields 4..=21 come between the state (3) and the start time (22).
+    let start = fields.nth(18)?.parse().ok()?;
+    Some(ProcStat { state, start })
+}
+
+/// The state and start time of process `pid`; `None` when there is no such process.
+pub(crate) fn proc_stat(pid: i32) -> Option<ProcStat> {
+    parse_proc_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The start time of process `pid` (see [`ContainerState::pid_start`]).
+pub(crate) fn process_start(pid: i32) -> Option<u64> {
+    proc_stat(pid).map(|p| p.start)
+}
+
 /// Exit status as a shell reports it: the code, or 128 + signal.
 pub(crate) fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
@@ -776,6 +829,80 @@ mod tests {
             Err(Error::UnknownSignal(_))
         ));
         assert!(parse_signal("999").is_err());
+    }
+
+    fn running_record(pid: i32, pid_start: Option<u64>) -> ContainerState {
+        ContainerState {
+            id: "ab".repeat(32),
+            name: "probe".into(),
+            image: "img".into(),
+            command: vec!["sleep".into()],
+            status: Status::Running,
+            created: OffsetDateTime::now_utc(),
+            started: Some(OffsetDateTime::now_utc()),
+            finished: None,
+            pid: Some(pid),
+            pid_start,
+            exit_code: None,
+            error: None,
+            attach: Some(Attach::Detached),
+            auto_remove: false,
+            stop_signal: 15,
+            rootfs: "/r".into(),
+            rootfs_mounted: false,
+            cgroups_path: "/berth/probe".into(),
+            labels: Default::default(),
+        }
+    }
+
+    /// A runtime whose runc cannot run: any liveness answer it gives came from `/proc`.
+    fn runtime_without_runc(root: &Path) -> Runtime {
+        let layout = Layout {
+            root: root.to_path_buf(),
+        };
+        Runtime {
+            runc: Runc::new("/nonexistent/runc".into(), layout.runc_root(), false),
+            layout,
+            cgroups: CgroupSetup {
+                mode: crate::cgroups::CgroupMode::Unified,
+                driver: crate::cgroups::CgroupDriver::Cgroupfs,
+            },
+        }
+    }
+
+    #[test]
+    fn proc_stat_parses_state_and_start_time_past_a_command_with_parentheses() {
+        let line = "4242 (we ird) (x)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615";
+        assert_eq!(
+            parse_proc_stat(line),
+            Some(ProcStat {
+                state: 'S',
+                start: 987654
+            })
+        );
+        assert!(parse_proc_stat("4242 (cut) S 1 2").is_none());
+        let own = proc_stat(std::process::id() as i32).expect("own /proc entry");
+        assert!(!own.is_zombie());
+    }
+
+    #[test]
+    fn liveness_of_a_recorded_process_comes_from_proc_without_runc() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime_without_runc(dir.path());
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id() as i32;
+        let start = process_start(pid).expect("the child's start time");
+        assert!(rt.process_alive(&running_record(pid, Some(start))));
+        // The same pid with another start time is another process (pid reuse): not the container.
+        assert!(!rt.process_alive(&running_record(pid, Some(start + 1))));
+        child.kill().unwrap();
+        // Not reaped yet: a zombie is an exited container.
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!rt.process_alive(&running_record(pid, Some(start))));
+        child.wait().unwrap();
+        assert!(!rt.process_alive(&running_record(pid, Some(start))));
+        // Without a start time only runc can tell; a runc that cannot answer leaves the record trusted.
+        assert!(rt.process_alive(&running_record(pid, None)));
     }
 
     #[test]

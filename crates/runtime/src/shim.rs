@@ -109,6 +109,7 @@ fn run_shim(rt: &Runtime, id: &str, report: &mut std::io::Stdout) -> Result<()> 
     rt.layout.update(id, |s| {
         s.status = Status::Running;
         s.pid = Some(pid);
+        s.pid_start = crate::container::process_start(pid);
         s.started = Some(OffsetDateTime::now_utc());
     })?;
     let _ = writeln!(report, "ok {pid}");

@@ -66,6 +66,11 @@ pub struct ContainerState {
     /// Host pid of the container's init process while it runs.
     #[serde(default)]
     pub pid: Option<i32>,
+    /// Start time of that process (`/proc/<pid>/stat` field 22, clock ticks after boot): with `pid` it
+    /// identifies the process, so liveness is read from `/proc` without asking runc (and a reused pid is
+    /// not mistaken for the container). Absent in records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start: Option<u64>,
     /// Exit status: the code, or 128 + signal number when killed by a signal.
     #[serde(default)]
     pub exit_code: Option<i32>,
@@ -195,6 +200,13 @@ impl Layout {
 
     /// Find a container by exact name, exact id, or unique id prefix.
     pub fn resolve(&self, key: &str) -> Result<ContainerState> {
+        // A full id names its directory: read that record alone instead of every record.
+        if key.len() == 64
+            && key.bytes().all(|b| b.is_ascii_hexdigit())
+            && let Ok(st) = self.load(key)
+        {
+            return Ok(st);
+        }
         let all = self.all()?;
         if let Some(st) = all.iter().find(|s| s.name == key || s.id == key) {
             return Ok(st.clone());
@@ -264,6 +276,7 @@ mod tests {
             started: None,
             finished: None,
             pid: None,
+            pid_start: None,
             exit_code: None,
             error: None,
             attach: None,
@@ -321,6 +334,17 @@ mod tests {
             .unwrap();
         assert_eq!(layout.load("abc1").unwrap(), updated);
         assert_eq!(layout.all().unwrap().len(), 2);
+        // A full id is read from its own directory; a name that is not an id still resolves.
+        let full = "cd".repeat(32);
+        fs::create_dir_all(layout.dir(&full)).unwrap();
+        layout.save(&state(&full, "three")).unwrap();
+        assert_eq!(layout.resolve(&full).unwrap().name, "three");
+        assert_eq!(layout.resolve("three").unwrap().id, full);
+        assert!(matches!(
+            layout.resolve(&"ef".repeat(32)),
+            Err(Error::NotFound(_))
+        ));
+        fs::remove_dir_all(layout.dir(&full)).unwrap();
         fs::write(layout.state_file("abc2"), "{").unwrap();
         assert!(matches!(
             layout.load("abc2"),
