@@ -290,8 +290,9 @@ impl Runtime {
                 return Err(Error::NameInUse { name, id: other.id });
             }
             fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
-            self.layout.save(&st)?;
+            self.layout.save_unsynced(&st)?;
         }
+        self.layout.sync(&st.id)?;
         let result = (|| -> Result<()> {
             if let Some(mount) = mount {
                 fs::create_dir_all(&rootfs).map_err(|e| Error::io("creating", &rootfs, e))?;
@@ -362,15 +363,20 @@ impl Runtime {
     }
 
     fn take_for_start(&self, key: &str, attach: Attach) -> Result<ContainerState> {
-        let _lock = self.layout.lock()?;
-        let st = self.layout.resolve(key)?;
-        if st.status != Status::Created || st.attach.is_some() {
-            return Err(Error::NotStartable {
-                name: st.name.clone(),
-                status: st.status.to_string(),
-            });
-        }
-        self.layout.update(&st.id, |s| s.attach = Some(attach))
+        let st = {
+            let _lock = self.layout.lock()?;
+            let st = self.layout.resolve(key)?;
+            if st.status != Status::Created || st.attach.is_some() {
+                return Err(Error::NotStartable {
+                    name: st.name.clone(),
+                    status: st.status.to_string(),
+                });
+            }
+            self.layout
+                .update_unsynced(&st.id, |s| s.attach = Some(attach))?
+        };
+        self.layout.sync(&st.id)?;
+        Ok(st)
     }
 
     /// Run a created container in the foreground with `runc run`: its stdout/stderr go to `io`,

@@ -150,15 +150,36 @@ impl Layout {
         })
     }
 
-    /// Write the state atomically (temp file + rename in the same directory).
+    /// Write the state atomically (temp file, fsync, rename in the same directory).
     pub fn save(&self, state: &ContainerState) -> Result<()> {
+        self.write(state, true)
+    }
+
+    /// [`Layout::save`] without the fsync, for writes made under the root lock: the record is visible
+    /// to every process at once, and the caller makes it durable with [`Layout::sync`] after releasing
+    /// the lock, so containers created at the same time do not queue for each other's fsync.
+    pub fn save_unsynced(&self, state: &ContainerState) -> Result<()> {
+        self.write(state, false)
+    }
+
+    /// Flush a record written by [`Layout::save_unsynced`] to disk.
+    pub fn sync(&self, id: &str) -> Result<()> {
+        let path = self.state_file(id);
+        File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io("syncing", &path, e))
+    }
+
+    fn write(&self, state: &ContainerState, sync: bool) -> Result<()> {
         let path = self.state_file(&state.id);
         let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
         let bytes = serde_json::to_vec_pretty(state).expect("state serializes");
         let write = || -> std::io::Result<()> {
             let mut f = File::create(&tmp)?;
             f.write_all(&bytes)?;
-            f.sync_all()?;
+            if sync {
+                f.sync_all()?;
+            }
             fs::rename(&tmp, &path)
         };
         write().map_err(|e| {
@@ -172,6 +193,18 @@ impl Layout {
         let mut st = self.load(id)?;
         f(&mut st);
         self.save(&st)?;
+        Ok(st)
+    }
+
+    /// [`Layout::update`] with [`Layout::save_unsynced`].
+    pub fn update_unsynced(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut ContainerState),
+    ) -> Result<ContainerState> {
+        let mut st = self.load(id)?;
+        f(&mut st);
+        self.save_unsynced(&st)?;
         Ok(st)
     }
 

@@ -10,9 +10,15 @@
 //! snapshots/<chainID hex>/fs          the layer's tree (an overlay lowerdir)
 //! snapshots/<chainID hex>/meta.json   SnapshotInfo, written and fsynced last
 //! snapshots/tmp-<random>/     a layer being unpacked (holds a flocked `.lock`)
-//! refs/<chainID hex>          users of a snapshot ("image:<name>", "container:<id>"), one a line
+//! refs/<chainID hex>          users of a snapshot ("image:<name>"), one a line
 //! containers/<id>/            upper + work (overlay) or rootfs (native), chain.json
 //! ```
+//!
+//! A container uses the snapshots its `chain.json` lists: that file (written and fsynced before
+//! [`Snapshotter::prepare_rootfs`] returns) is the container's reference, so preparing twenty
+//! containers at once writes twenty small files in parallel instead of queueing on the refs lock
+//! for an fsync per layer each. `refs/` holds image users (and `container:` users written by older
+//! versions, still honoured and released).
 //!
 //! Crash safety: a snapshot becomes visible only by renaming its finished temp directory,
 //! whose `meta.json` was written and fsynced after the tree was flushed with one `syncfs`.
@@ -796,15 +802,55 @@ impl Snapshotter {
     fn update_refs(&self, chain: &[SnapshotId], f: impl Fn(&mut BTreeSet<String>)) -> Result<()> {
         let _g = self.refs_mutex.lock().unwrap_or_else(|p| p.into_inner());
         let _l = FileLock::lock(&self.root.join("refs.lock"), libc::LOCK_EX)?;
+        let mut changed = false;
         for id in chain {
             let mut users = self.read_refs(id)?;
             let before = users.clone();
             f(&mut users);
             if users != before {
                 self.write_refs(id, &users)?;
+                changed = true;
             }
         }
+        if !changed {
+            return Ok(());
+        }
         fsops::sync_dir(&self.root.join("refs")).map_err(Error::io("fsync", self.root.join("refs")))
+    }
+
+    /// The chain of every container root filesystem (`containers/<id>/chain.json`), by container id.
+    fn container_chains(&self) -> Result<Vec<(String, Vec<SnapshotId>)>> {
+        let dir = self.root.join("containers");
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("read directory", &dir)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(Error::io("read directory", &dir))?;
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if let Some(chain) = self.read_chain(&entry.path().join("chain.json"))? {
+                out.push((id, chain));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A container's `chain.json`; `None` when it does not exist (a container being removed).
+    fn read_chain(&self, path: &Path) -> Result<Option<Vec<SnapshotId>>> {
+        match fs::read(path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| Error::Metadata {
+                    path: path.to_owned(),
+                    reason: format!(
+                        "{e} (a container's snapshot list; remove the container with `berth rm` or delete its directory)"
+                    ),
+                }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("read", path)(e)),
+        }
     }
 
     /// Record `user` as a user of every snapshot in `chain`.
@@ -822,9 +868,16 @@ impl Snapshotter {
         })
     }
 
-    /// The users of a snapshot.
+    /// The users of a snapshot: images and other holders from `refs/`, and every container whose root
+    /// filesystem is built on it (`container:<id>`).
     pub fn users(&self, id: &SnapshotId) -> Result<Vec<String>> {
-        Ok(self.read_refs(id)?.into_iter().collect())
+        let mut users = self.read_refs(id)?;
+        for (container, chain) in self.container_chains()? {
+            if chain.contains(id) {
+                users.insert(format!("container:{container}"));
+            }
+        }
+        Ok(users.into_iter().collect())
     }
 
     /// Build a container root filesystem from `chain` (bottom-most first) and record the
@@ -839,16 +892,20 @@ impl Snapshotter {
                 root: self.root.clone(),
             })?);
         }
-        let user = format!("container:{container_id}");
-        self.retain(chain, &user)?;
         let cdir = self.root.join("containers").join(container_id);
         mkdir_private(&cdir)?;
+        // The container's reference to its snapshots: durable before anything is built on them.
         let chain_file = cdir.join("chain.json");
         let bytes = serde_json::to_vec(chain).map_err(|e| Error::Metadata {
             path: chain_file.clone(),
             reason: e.to_string(),
         })?;
-        fs::write(&chain_file, bytes).map_err(Error::io("write", &chain_file))?;
+        let tmp = cdir.join(format!("{TMP_PREFIX}chain-{:016x}", rand::random::<u64>()));
+        let mut f = File::create(&tmp).map_err(Error::io("create", &tmp))?;
+        f.write_all(&bytes).map_err(Error::io("write", &tmp))?;
+        f.sync_all().map_err(Error::io("fsync", &tmp))?;
+        fs::rename(&tmp, &chain_file).map_err(Error::io("rename", &chain_file))?;
+        fsops::sync_dir(&cdir).map_err(Error::io("fsync", &cdir))?;
         let overlay = self.mode == Mode::Auto
             && self.overlay.usable
             && !chain.is_empty()
@@ -897,25 +954,25 @@ impl Snapshotter {
     pub fn remove_rootfs(&self, container_id: &str) -> Result<()> {
         validate_container_id(container_id)?;
         let cdir = self.root.join("containers").join(container_id);
-        let chain_file = cdir.join("chain.json");
-        let chain: Vec<SnapshotId> = match fs::read(&chain_file) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Metadata {
-                path: chain_file.clone(),
-                reason: e.to_string(),
-            })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(Error::io("read", chain_file)(e)),
-        };
+        let chain = self
+            .read_chain(&cdir.join("chain.json"))?
+            .unwrap_or_default();
         fsops::remove_tree(&cdir).map_err(Error::io("remove container root", &cdir))?;
+        // Roots prepared by older versions also recorded the container in `refs/`.
         self.release(&chain, &format!("container:{container_id}"))
     }
 
     /// Remove every snapshot that has no users. Returns the removed ids.
     pub fn gc(&self) -> Result<Vec<SnapshotId>> {
         let _gc = FileLock::lock(&self.root.join("lock"), libc::LOCK_EX)?;
+        let in_containers: BTreeSet<SnapshotId> = self
+            .container_chains()?
+            .into_iter()
+            .flat_map(|(_, chain)| chain)
+            .collect();
         let mut removed = Vec::new();
         for info in self.list()? {
-            if !self.read_refs(&info.id)?.is_empty() {
+            if in_containers.contains(&info.id) || !self.read_refs(&info.id)?.is_empty() {
                 continue;
             }
             let dir = self.snapshot_dir(&info.id);

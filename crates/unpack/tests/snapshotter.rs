@@ -369,3 +369,83 @@ fn killed_unpack_never_looks_complete() {
     assert_eq!(snap.list().unwrap().len(), 1);
     assert!(snap.snapshot_fs(&chain[0]).join("f19999").exists());
 }
+
+#[test]
+fn a_container_holds_its_snapshots_through_its_chain_file_not_the_refs_lock() {
+    let (tmp, store) = setup();
+    let (config, layers) = common::image(&store, &base_layers());
+    let root = tmp.path().join("snap");
+    let snap = Snapshotter::open(&root).unwrap();
+    let chain = snap
+        .unpack_image(&store, &config, &layers, &Limits::default(), "image:a")
+        .unwrap();
+    let refs_before: Vec<String> = chain
+        .iter()
+        .map(|id| {
+            fs::read_to_string(root.join("refs").join(format!("sha256-{}", id.0.hex()))).unwrap()
+        })
+        .collect();
+    snap.prepare_rootfs(&chain, "c1").unwrap();
+    let refs_after: Vec<String> = chain
+        .iter()
+        .map(|id| {
+            fs::read_to_string(root.join("refs").join(format!("sha256-{}", id.0.hex()))).unwrap()
+        })
+        .collect();
+    assert_eq!(
+        refs_before, refs_after,
+        "preparing a root writes no refs file"
+    );
+    assert_eq!(
+        snap.users(&chain[0]).unwrap(),
+        vec!["container:c1", "image:a"]
+    );
+
+    snap.release(&chain, "image:a").unwrap();
+    assert!(
+        snap.gc().unwrap().is_empty(),
+        "c1's chain file keeps every layer"
+    );
+    snap.remove_rootfs("c1").unwrap();
+    assert_eq!(snap.gc().unwrap().len(), chain.len());
+}
+
+#[test]
+fn container_users_recorded_in_refs_by_older_versions_are_still_honoured_and_released() {
+    let (tmp, store) = setup();
+    let (config, layers) = common::image(&store, &base_layers());
+    let snap = Snapshotter::open(tmp.path().join("snap")).unwrap();
+    let chain = snap
+        .unpack_image(&store, &config, &layers, &Limits::default(), "image:a")
+        .unwrap();
+    snap.prepare_rootfs(&chain, "old").unwrap();
+    // What an older version wrote besides the chain file.
+    snap.retain(&chain, "container:old").unwrap();
+    snap.release(&chain, "image:a").unwrap();
+    assert!(snap.gc().unwrap().is_empty());
+    snap.remove_rootfs("old").unwrap();
+    assert!(snap.users(&chain[0]).unwrap().is_empty());
+    assert_eq!(snap.gc().unwrap().len(), chain.len());
+}
+
+#[test]
+fn an_unreadable_container_chain_stops_gc_and_names_the_file() {
+    let (tmp, store) = setup();
+    let (config, layers) = common::image(&store, &base_layers());
+    let root = tmp.path().join("snap");
+    let snap = Snapshotter::open(&root).unwrap();
+    let chain = snap
+        .unpack_image(&store, &config, &layers, &Limits::default(), "image:a")
+        .unwrap();
+    snap.prepare_rootfs(&chain, "c1").unwrap();
+    snap.release(&chain, "image:a").unwrap();
+    let chain_file = root.join("containers/c1/chain.json");
+    fs::write(&chain_file, b"{not json").unwrap();
+    let err = snap.gc().unwrap_err().to_string();
+    assert!(err.contains(&chain_file.display().to_string()), "{err}");
+    assert_eq!(
+        snap.list().unwrap().len(),
+        chain.len(),
+        "nothing was removed"
+    );
+}
