@@ -65,7 +65,12 @@ impl NamespaceCache {
 
     /// Lists the namespaces under `prefix` (`/registry/core/namespaces/`) and follows them until `shutdown`,
     /// listing again whenever the watch breaks (compaction, store restart).
-    pub async fn run(self: Arc<Self>, store: Arc<dyn Storage>, prefix: String, shutdown: CancellationToken) {
+    pub async fn run(
+        self: Arc<Self>,
+        store: Arc<dyn Storage>,
+        prefix: String,
+        shutdown: CancellationToken,
+    ) {
         loop {
             let synced = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -141,7 +146,10 @@ mod tests {
 
     async fn store() -> (tempfile::TempDir, Arc<dyn Storage>) {
         let dir = tempfile::tempdir().unwrap();
-        let s = store::sqlite::SqliteStore::open(store::sqlite::SqliteConfig::new(dir.path().join("db.sqlite"))).unwrap();
+        let s = store::sqlite::SqliteStore::open(store::sqlite::SqliteConfig::new(
+            dir.path().join("db.sqlite"),
+        ))
+        .unwrap();
         (dir, Arc::new(s))
     }
 
@@ -165,23 +173,46 @@ mod tests {
             }
             Bytes::from(serde_json::to_vec(&v).unwrap())
         };
-        store.create(&format!("{PREFIX}a"), ns("a", false)).await.unwrap();
+        store
+            .create(&format!("{PREFIX}a"), ns("a", false))
+            .await
+            .unwrap();
         let cache = Arc::new(NamespaceCache::default());
         assert_eq!(cache.lookup("a"), Known::Ask, "not synced yet");
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(cache.clone().run(store.clone(), PREFIX.into(), shutdown.clone()));
+        let task = tokio::spawn(
+            cache
+                .clone()
+                .run(store.clone(), PREFIX.into(), shutdown.clone()),
+        );
         eventually(&cache, "a", Known::Active).await;
-        assert_eq!(cache.lookup("b"), Known::Ask, "unknown namespaces are read live");
+        assert_eq!(
+            cache.lookup("b"),
+            Known::Ask,
+            "unknown namespaces are read live"
+        );
 
-        let rev = store.create(&format!("{PREFIX}b"), ns("b", false)).await.unwrap();
+        let rev = store
+            .create(&format!("{PREFIX}b"), ns("b", false))
+            .await
+            .unwrap();
         eventually(&cache, "b", Known::Active).await;
-        store.update(&format!("{PREFIX}b"), rev, ns("b", true)).await.unwrap();
+        store
+            .update(&format!("{PREFIX}b"), rev, ns("b", true))
+            .await
+            .unwrap();
         eventually(&cache, "b", Known::Ask).await;
         store.delete(&format!("{PREFIX}a"), None).await.unwrap();
         eventually(&cache, "a", Known::Ask).await;
         // Other prefixes never enter the cache.
-        store.create("/registry/core/namespacesx/c", ns("c", false)).await.unwrap();
-        store.create(&format!("{PREFIX}d"), ns("d", false)).await.unwrap();
+        store
+            .create("/registry/core/namespacesx/c", ns("c", false))
+            .await
+            .unwrap();
+        store
+            .create(&format!("{PREFIX}d"), ns("d", false))
+            .await
+            .unwrap();
         eventually(&cache, "d", Known::Active).await;
         assert_eq!(cache.lookup("c"), Known::Ask);
 

@@ -803,7 +803,11 @@ mod tests {
             }
             s
         };
-        let a = set(&[&["spec", "replicas"], &["spec", "template", "a"], &["metadata"]]);
+        let a = set(&[
+            &["spec", "replicas"],
+            &["spec", "template", "a"],
+            &["metadata"],
+        ]);
         let b = set(&[
             &["spec", "template", "a"],
             &["spec", "template", "b"],
