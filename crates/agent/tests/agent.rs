@@ -31,7 +31,6 @@ fn main() {
     if std::env::var_os("AGENT_TEST_LOG").is_some() {
         tracing_subscriber_init();
     }
-    let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
     let tests: &[(&str, fn())] = &[
         (
             "a_pod_with_pull_secrets_runs_serves_its_log_and_is_deleted",
@@ -62,29 +61,7 @@ fn main() {
             twenty_pods_of_one_image_start_in_parallel_without_asking_runc_for_state,
         ),
     ];
-    let mut failed = Vec::new();
-    let mut ran = 0;
-    for (name, f) in tests {
-        if filter.as_deref().is_some_and(|flt| !name.contains(flt)) {
-            continue;
-        }
-        ran += 1;
-        let start = Instant::now();
-        let ok = std::panic::catch_unwind(f).is_ok();
-        println!(
-            "test {name} ... {} ({:.1}s)",
-            if ok { "ok" } else { "FAILED" },
-            start.elapsed().as_secs_f32()
-        );
-        if !ok {
-            failed.push(*name);
-        }
-    }
-    println!("\n{} passed; {} failed", ran - failed.len(), failed.len());
-    if !failed.is_empty() {
-        println!("failed: {failed:?}");
-        std::process::exit(1);
-    }
+    testkit::runner::run_tests(tests);
 }
 
 fn tracing_subscriber_init() {

@@ -35,7 +35,6 @@ fn main() {
         std::process::exit(runtime::shim_main(Path::new(&args[2]), &args[3]));
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
     let tests: &[(&str, fn())] = &[
         (
             "four_agents_pulling_one_image_at_once_take_each_layer_from_the_registry_about_once",
@@ -46,29 +45,7 @@ fn main() {
             a_dead_claim_is_taken_over_and_a_later_node_pulls_from_the_node_that_has_the_blobs,
         ),
     ];
-    let mut failed = Vec::new();
-    let mut ran = 0;
-    for (name, f) in tests {
-        if filter.as_deref().is_some_and(|flt| !name.contains(flt)) {
-            continue;
-        }
-        ran += 1;
-        let start = Instant::now();
-        let ok = std::panic::catch_unwind(f).is_ok();
-        println!(
-            "test {name} ... {} ({:.1}s)",
-            if ok { "ok" } else { "FAILED" },
-            start.elapsed().as_secs_f32()
-        );
-        if !ok {
-            failed.push(*name);
-        }
-    }
-    println!("\n{} passed; {} failed", ran - failed.len(), failed.len());
-    if !failed.is_empty() {
-        println!("failed: {failed:?}");
-        std::process::exit(1);
-    }
+    testkit::runner::run_tests(tests);
 }
 
 fn rt() -> tokio::runtime::Runtime {

@@ -26,7 +26,6 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("__shim") {
         std::process::exit(runtime::shim_main(Path::new(&args[2]), &args[3]));
     }
-    let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
     let tests: &[(&str, fn())] = &[
         (
             "info_names_runc_and_the_cgroup_setup",
@@ -85,29 +84,7 @@ fn main() {
             logs_follow_streams_until_exit,
         ),
     ];
-    let mut failed = Vec::new();
-    let mut ran = 0;
-    for (name, f) in tests {
-        if filter.as_deref().is_some_and(|flt| !name.contains(flt)) {
-            continue;
-        }
-        ran += 1;
-        let start = Instant::now();
-        let ok = std::panic::catch_unwind(f).is_ok();
-        println!(
-            "test {name} ... {} ({:.1}s)",
-            if ok { "ok" } else { "FAILED" },
-            start.elapsed().as_secs_f32()
-        );
-        if !ok {
-            failed.push(*name);
-        }
-    }
-    println!("\n{} passed; {} failed", ran - failed.len(), failed.len());
-    if !failed.is_empty() {
-        println!("failed: {failed:?}");
-        std::process::exit(1);
-    }
+    testkit::runner::run_tests(tests);
 }
 
 struct Env {

@@ -23,6 +23,7 @@ pub mod image;
 mod net;
 pub mod pki;
 pub mod registry;
+pub mod runner;
 pub mod secret;
 pub mod tls;
 pub mod token;
