@@ -370,8 +370,13 @@ fn killed_unpack_never_looks_complete() {
     assert!(snap.snapshot_fs(&chain[0]).join("f19999").exists());
 }
 
-#[test]
-fn a_container_holds_its_snapshots_through_its_chain_file_not_the_refs_lock() {
+/// The base image unpacked as `image:a` into a snapshotter at `<tmp>/snap` (returned as the root).
+fn base_image_unpacked() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Snapshotter,
+    Vec<unpack::SnapshotId>,
+) {
     let (tmp, store) = setup();
     let (config, layers) = common::image(&store, &base_layers());
     let root = tmp.path().join("snap");
@@ -379,23 +384,24 @@ fn a_container_holds_its_snapshots_through_its_chain_file_not_the_refs_lock() {
     let chain = snap
         .unpack_image(&store, &config, &layers, &Limits::default(), "image:a")
         .unwrap();
-    let refs_before: Vec<String> = chain
-        .iter()
-        .map(|id| {
-            fs::read_to_string(root.join("refs").join(format!("sha256-{}", id.0.hex()))).unwrap()
-        })
-        .collect();
+    (tmp, root, snap, chain)
+}
+
+#[test]
+fn a_container_holds_its_snapshots_through_its_chain_file_not_the_refs_lock() {
+    let (_tmp, root, snap, chain) = base_image_unpacked();
+    let refs = || -> Vec<String> {
+        chain
+            .iter()
+            .map(|id| {
+                fs::read_to_string(root.join("refs").join(format!("sha256-{}", id.0.hex())))
+                    .unwrap()
+            })
+            .collect()
+    };
+    let refs_before = refs();
     snap.prepare_rootfs(&chain, "c1").unwrap();
-    let refs_after: Vec<String> = chain
-        .iter()
-        .map(|id| {
-            fs::read_to_string(root.join("refs").join(format!("sha256-{}", id.0.hex()))).unwrap()
-        })
-        .collect();
-    assert_eq!(
-        refs_before, refs_after,
-        "preparing a root writes no refs file"
-    );
+    assert_eq!(refs_before, refs(), "preparing a root writes no refs file");
     assert_eq!(
         snap.users(&chain[0]).unwrap(),
         vec!["container:c1", "image:a"]
@@ -412,12 +418,7 @@ fn a_container_holds_its_snapshots_through_its_chain_file_not_the_refs_lock() {
 
 #[test]
 fn container_users_recorded_in_refs_by_older_versions_are_still_honoured_and_released() {
-    let (tmp, store) = setup();
-    let (config, layers) = common::image(&store, &base_layers());
-    let snap = Snapshotter::open(tmp.path().join("snap")).unwrap();
-    let chain = snap
-        .unpack_image(&store, &config, &layers, &Limits::default(), "image:a")
-        .unwrap();
+    let (_tmp, _root, snap, chain) = base_image_unpacked();
     snap.prepare_rootfs(&chain, "old").unwrap();
     // What an older version wrote besides the chain file.
     snap.retain(&chain, "container:old").unwrap();
@@ -430,13 +431,7 @@ fn container_users_recorded_in_refs_by_older_versions_are_still_honoured_and_rel
 
 #[test]
 fn an_unreadable_container_chain_stops_gc_and_names_the_file() {
-    let (tmp, store) = setup();
-    let (config, layers) = common::image(&store, &base_layers());
-    let root = tmp.path().join("snap");
-    let snap = Snapshotter::open(&root).unwrap();
-    let chain = snap
-        .unpack_image(&store, &config, &layers, &Limits::default(), "image:a")
-        .unwrap();
+    let (_tmp, root, snap, chain) = base_image_unpacked();
     snap.prepare_rootfs(&chain, "c1").unwrap();
     snap.release(&chain, "image:a").unwrap();
     let chain_file = root.join("containers/c1/chain.json");
