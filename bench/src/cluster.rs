@@ -4,7 +4,8 @@
 //! agent port and the extra flags the benchmark asks for), waits for the API server and every node to be
 //! Ready, drives it with kubectl through the admin kubeconfig, trusts the benchmark registry and creates its
 //! pull Secret, writes and tracks Deployments, deletes them and waits for their pods to be gone, and on
-//! shutdown stops every process and checks that no mount or process is left under its work directory. What a
+//! shutdown stops every process and checks that no mount or process is left under its work directory (with
+//! `BENCH_KEEP_LOGS=DIR` in the environment, their logs are copied into DIR first). What a
 //! benchmark measures (watching a rollout, counting downloads) stays in the benchmark. It must never talk to
 //! anything but loopback, never time anything itself, and never leave a process it started running.
 
@@ -335,6 +336,9 @@ impl Cluster {
         }
         self.server.stop();
         let dir = &self.config.dir;
+        if let Some(keep) = std::env::var_os("BENCH_KEEP_LOGS") {
+            keep_logs(dir, Path::new(&keep));
+        }
         let left = leftovers(dir);
         if !left.is_empty() {
             bail!(
@@ -345,6 +349,32 @@ impl Cluster {
         }
         std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
         result
+    }
+}
+
+/// Copies the server's and agents' logs (`*.log` in the work directory) into `keep/<work dir name>-<unix
+/// time>/`, for reading a run's traces (`RUST_LOG=debug`) after the work directory is removed.
+fn keep_logs(dir: &Path, keep: &Path) {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let name = dir.file_name().map_or_else(
+        || "cluster".into(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let to = keep.join(format!("{name}-{stamp}"));
+    let copied = std::fs::create_dir_all(&to).and_then(|()| {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                std::fs::copy(&path, to.join(path.file_name().unwrap_or_default()))?;
+            }
+        }
+        Ok(())
+    });
+    match copied {
+        Ok(()) => eprintln!("logs kept in {}", to.display()),
+        Err(e) => eprintln!("warning: keeping the logs in {}: {e}", to.display()),
     }
 }
 

@@ -85,6 +85,8 @@ pub(crate) struct Agent {
     /// The registry trust pulls use (node hosts directory + cluster RegistryHosts), for registry checks.
     pub trust: crate::trust::LayeredTrust,
     pub events: EventSink,
+    /// The node's schedule for pull-progress annotation writes (shared by every pod's publisher).
+    pub progress_pacer: Arc<crate::progress::Pacer>,
     events_stop: CancellationToken,
     pub shim: ShimCommand,
     pub crash: Mutex<Backoff>,
@@ -193,6 +195,7 @@ impl Agent {
             store,
             trust,
             events,
+            progress_pacer: Arc::default(),
             events_stop,
             shim: config.shim.clone(),
             crash: Mutex::new(Backoff::new(config.crash_backoff)),

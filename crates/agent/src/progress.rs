@@ -6,11 +6,18 @@
 //! are folded into one in-memory state; a publisher task writes it as soon as the first layer starts
 //! downloading (so even a short pull shows where its layers come from), then at most every [`MIN_INTERVAL`]
 //! (about two writes a second per pod), and removes the annotation when the pull ends. A pull that downloads
-//! nothing (every blob already on the node) never writes. It must never block the pull on the API server.
+//! nothing (every blob already on the node) never writes. All publishers of a node share one [`Pacer`]: the
+//! annotation is a display, so the node writes it at most [`NODE_WRITES_PER_SEC`] times a second in total (20
+//! pods waiting for one pull each refresh every 2 s instead of 40 writes a second, each fanned out to every
+//! watcher of the pods, competing with the pull for the CPU), and the removals when a pull ends go out at that
+//! pace behind the pods' status writes instead of in one burst as their containers start. It must never block
+//! the pull or a status write on the API server.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use kube::api::{Api, Patch, PatchParams};
 use serde::Serialize;
@@ -21,6 +28,44 @@ use crate::PULL_PROGRESS_ANNOTATION;
 
 /// Shortest time between two writes of one pod's annotation.
 pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Most progress-annotation writes (updates and removals) a node makes per second, over all its pods.
+pub(crate) const NODE_WRITES_PER_SEC: u32 = 10;
+
+/// The node's schedule of progress-annotation writes: each write takes the next free slot, slots
+/// `1 / NODE_WRITES_PER_SEC` apart, so the writes of many pods are spread out instead of bunched.
+#[derive(Debug)]
+pub(crate) struct Pacer {
+    spacing: Duration,
+    next: Mutex<Option<Instant>>,
+}
+
+impl Default for Pacer {
+    fn default() -> Self {
+        Pacer::new(Duration::from_secs(1) / NODE_WRITES_PER_SEC)
+    }
+}
+
+impl Pacer {
+    pub(crate) fn new(spacing: Duration) -> Pacer {
+        Pacer {
+            spacing,
+            next: Mutex::new(None),
+        }
+    }
+
+    /// Reserves the next free slot and returns when it comes (at once when the schedule is idle).
+    pub(crate) async fn turn(&self) {
+        let at = {
+            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let at = next.map_or(now, |n| n.max(now));
+            *next = Some(at + self.spacing);
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+}
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub(crate) struct Layer {
@@ -127,12 +172,13 @@ impl PodProgress {
 }
 
 /// Write the annotation once a layer starts downloading and then at most every [`MIN_INTERVAL`] while the pull
-/// runs (until `done`), then remove it if it was ever written.
+/// runs (until `done`), each write in its turn on the node's `pacer`, then remove it if it was ever written.
 pub(crate) async fn publish(
     client: kube::Client,
     namespace: String,
     pod: String,
     progress: std::sync::Arc<PodProgress>,
+    pacer: std::sync::Arc<Pacer>,
     done: CancellationToken,
 ) {
     let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client, &namespace);
@@ -143,6 +189,11 @@ pub(crate) async fn publish(
         _ = progress.started.notified() => {}
     }
     loop {
+        tokio::select! {
+            biased;
+            _ = done.cancelled() => break,
+            _ = pacer.turn() => {}
+        }
         if let Some(doc) = progress.take() {
             let value = serde_json::to_string(&doc).unwrap_or_default();
             let patch = json!({"metadata": {"annotations": {PULL_PROGRESS_ANNOTATION: value}}});
@@ -160,6 +211,7 @@ pub(crate) async fn publish(
         }
     }
     if written {
+        pacer.turn().await;
         let patch = json!({"metadata": {"annotations": {PULL_PROGRESS_ANNOTATION: null}}});
         if let Err(e) = api
             .patch(&pod, &PatchParams::default(), &Patch::Merge(&patch))
@@ -212,6 +264,32 @@ mod tests {
             vec![(100, 50), (50, 50)]
         );
         assert!(p.take().is_none(), "nothing new to write");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pacer_spaces_writes_of_all_pods_and_lets_the_first_after_a_pause_go_at_once() {
+        let spacing = Duration::from_millis(100);
+        let pacer = std::sync::Arc::new(Pacer::new(spacing));
+        let start = Instant::now();
+        let turns: Vec<_> = (0..4)
+            .map(|_| {
+                let pacer = pacer.clone();
+                tokio::spawn(async move {
+                    pacer.turn().await;
+                    Instant::now()
+                })
+            })
+            .collect();
+        let mut at = Vec::new();
+        for t in turns {
+            at.push(t.await.unwrap() - start);
+        }
+        at.sort();
+        assert_eq!(at, [0, 100, 200, 300].map(Duration::from_millis));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let idle = Instant::now();
+        pacer.turn().await;
+        assert_eq!(Instant::now(), idle, "an idle schedule does not delay a write");
     }
 
     #[tokio::test]

@@ -406,6 +406,7 @@ impl Worker {
             ns.clone(),
             name.clone(),
             progress.clone(),
+            agent.progress_pacer.clone(),
             done.clone(),
         ));
         let ready = agent

@@ -23,10 +23,7 @@ const APPLETS: &[&str] = &[
 ];
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("__shim") {
-        std::process::exit(runtime::shim_main(Path::new(&args[2]), &args[3]));
-    }
+    runtime::exit_if_shim("__shim");
     let _ = rustls::crypto::ring::default_provider().install_default();
     if std::env::var_os("AGENT_TEST_LOG").is_some() {
         tracing_subscriber_init();
@@ -57,8 +54,8 @@ fn main() {
             two_agents_share_a_machine_and_pod_containers_share_localhost,
         ),
         (
-            "twenty_pods_of_one_image_start_in_parallel_without_asking_runc_for_state",
-            twenty_pods_of_one_image_start_in_parallel_without_asking_runc_for_state,
+            "twenty_pods_of_one_image_start_in_parallel_with_one_runc_process_each",
+            twenty_pods_of_one_image_start_in_parallel_with_one_runc_process_each,
         ),
     ];
     testkit::runner::run_tests(tests);
@@ -910,7 +907,7 @@ fn max_overlap(windows: &[(time::OffsetDateTime, time::OffsetDateTime)]) -> usiz
         .unwrap_or(0)
 }
 
-fn twenty_pods_of_one_image_start_in_parallel_without_asking_runc_for_state() {
+fn twenty_pods_of_one_image_start_in_parallel_with_one_runc_process_each() {
     rt().block_on(async {
         let env = Env::start().await;
         let host = env.registry.registry.host_port();
@@ -977,11 +974,19 @@ fn twenty_pods_of_one_image_start_in_parallel_without_asking_runc_for_state() {
         );
         // Liveness of running containers comes from /proc: nothing spawned `runc state` on the way to Running.
         let calls = std::fs::read_to_string(&runc_log).unwrap_or_default();
-        let states = calls
-            .lines()
-            .filter(|l| l.split_whitespace().any(|w| w == "state"))
-            .count();
-        assert_eq!(states, 0, "runc state was run {states} times:\n{calls}");
+        let count = |sub: &str| {
+            calls
+                .lines()
+                .filter(|l| l.split_whitespace().any(|w| w == sub))
+                .count()
+        };
+        assert_eq!(count("state"), 0, "runc state was run:\n{calls}");
+        // Each container is created and started by one `runc run --detach`, not `create` + `start`.
+        assert_eq!(
+            (count("run"), count("create"), count("start")),
+            (20, 0, 0),
+            "runc calls:\n{calls}"
+        );
         env.delete_pods(&root).await;
         agent.stop().await;
         env.stop().await;

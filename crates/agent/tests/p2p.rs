@@ -30,10 +30,7 @@ const NODES: usize = 4;
 const APPLETS: &[&str] = &["sh", "sleep", "true"];
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("__shim") {
-        std::process::exit(runtime::shim_main(Path::new(&args[2]), &args[3]));
-    }
+    runtime::exit_if_shim("__shim");
     let _ = rustls::crypto::ring::default_provider().install_default();
     let tests: &[(&str, fn())] = &[
         (

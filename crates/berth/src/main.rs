@@ -6,7 +6,10 @@
 mod cmd;
 
 /// mimalloc instead of glibc malloc: the API server allocates many small JSON nodes per request, and glibc's
-/// malloc/free took 13 % of a create's CPU in a profile (docs/benchmarks.md, API server).
+/// malloc/free took 13 % of a create's CPU in a profile (docs/benchmarks.md, API server). Built without
+/// transparent huge pages (`no_thp`): with them every fresh 2 MiB of heap is zeroed at first touch, which made
+/// each container's shim (this binary) cost ~30 ms of page clearing at start and grew every process's RSS in
+/// 2 MiB steps (perf of a 20-pod start, docs/benchmarks.md, rollout).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -78,12 +81,17 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
         .with_writer(std::io::stderr)
         .init();
+    let command = match cli.command {
+        // One shim per running container: no async runtime and its threads (see `cmd::run::shim`).
+        Command::Shim(a) => std::process::exit(cmd::run::shim(a)),
+        command => command,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let result = runtime.block_on(async move {
-        match cli.command {
+        match command {
             Command::Image(c) => cmd::image::run(c).await,
             Command::Auth(c) => cmd::auth::run(c).await,
             Command::Pull(a) => cmd::pull::pull(a).await,
@@ -94,7 +102,7 @@ fn main() {
             Command::Stop(a) => cmd::run::stop(a).await,
             Command::Rm(a) => cmd::run::rm(a).await,
             Command::Logs(a) => cmd::run::logs(a).await,
-            Command::Shim(a) => cmd::run::shim(a).await,
+            Command::Shim(_) => unreachable!("the shim runs before the async runtime starts"),
             Command::Trust(c) => cmd::trust::run(c).await,
             Command::Doctor(a) => cmd::doctor::run(a).await,
             Command::Server(a) => cmd::server::serve(a).await,

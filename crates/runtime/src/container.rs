@@ -105,7 +105,7 @@ impl Default for ForegroundIo {
     }
 }
 
-/// How to start the shim: `program args... <state root> <container id>`; for berth that is
+/// How to start the shim: `program args... <state root> <container id> <runc>`; for berth that is
 /// `/proc/self/exe <hidden subcommand>`, whose handler calls [`crate::shim_main`].
 #[derive(Debug, Clone)]
 pub struct ShimCommand {
@@ -468,7 +468,8 @@ impl Runtime {
         }
     }
 
-    /// Start a created container detached: `shim` is spawned (`program args... <root> <id>`),
+    /// Start a created container detached: `shim` is spawned (`program args... <root> <id> <runc>`, the
+    /// shim runs this runtime's runc),
     /// creates and starts the container with its stdout/stderr on pipes it copies into the log
     /// file, reports back, and keeps running after the caller exits to record the exit (and
     /// remove an `auto_remove` container). Returns once the container runs.
@@ -482,6 +483,7 @@ impl Runtime {
             .args(&shim.args)
             .arg(&self.layout.root)
             .arg(&st.id)
+            .arg(self.runc.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(shim_log)

@@ -24,7 +24,7 @@ pub use container::{
 };
 pub use error::{Error, Result};
 pub use logs::LogOptions;
-pub use shim::shim_main;
+pub use shim::{exit_if_shim, shim_main};
 pub use spec::{EtcFiles, Overrides, SpecInput, build_spec};
 pub use state::{Attach, ContainerState, Status};
 pub use user::{ExecUser, UserError, resolve_user};

@@ -151,7 +151,7 @@ impl Runc {
         ))
     }
 
-    /// Run `cmd` to completion keeping the stdout/stderr the caller gave it (for `create`,
+    /// Run `cmd` to completion keeping the stdout/stderr the caller gave it (for `run --detach`,
     /// whose stdio the container inherits: capturing it would wait for the container's EOF);
     /// on failure, return runc's message from its JSON log.
     pub fn run_passthrough(

@@ -22,10 +22,7 @@ const APPLETS: &[&str] = &[
 ];
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("__shim") {
-        std::process::exit(runtime::shim_main(Path::new(&args[2]), &args[3]));
-    }
+    runtime::exit_if_shim("__shim");
     let tests: &[(&str, fn())] = &[
         (
             "info_names_runc_and_the_cgroup_setup",

@@ -116,13 +116,15 @@ pub struct LogsArgs {
     pub root: RootArgs,
 }
 
-/// `berth __shim <state root> <id>` (hidden; started by the runtime for `run -d`).
+/// `berth __shim <state root> <id> <runc>` (hidden; started by the runtime for `run -d`).
 #[derive(Args, Debug)]
 pub struct ShimArgs {
     /// The runtime state root
     pub state_root: PathBuf,
     /// The container id
     pub id: String,
+    /// The runc of the runtime that started the shim
+    pub runc: PathBuf,
 }
 
 fn open_runtime(root: &Path) -> anyhow::Result<Runtime> {
@@ -374,23 +376,20 @@ fn release_rootfs(snapshotter: &Snapshotter, id: &str) {
     }
 }
 
-/// `berth __shim`: the detached container's supervisor. Exits with the shim's status.
-pub async fn shim(args: ShimArgs) -> anyhow::Result<i32> {
-    let code = tokio::task::spawn_blocking(move || {
-        let code = runtime::shim_main(&args.state_root, &args.id);
-        // An `--rm` container was removed by the shim: its snapshots go with it.
-        let removed = !args.state_root.join("containers").join(&args.id).exists();
-        if removed && let Some(berth_root) = args.state_root.parent() {
-            match open_snapshotter(berth_root) {
-                Ok(snapshotter) => release_rootfs(&snapshotter, &args.id),
-                Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot release snapshots"),
-            }
+/// `berth __shim`: the detached container's supervisor; returns the shim's exit status. It runs on the main
+/// thread without an async runtime: a shim lives as long as its container, one per container, so it holds no
+/// worker threads it never uses (its only other threads copy the container's output).
+pub fn shim(args: ShimArgs) -> i32 {
+    let code = runtime::shim_main(&args.state_root, &args.id, &args.runc);
+    // An `--rm` container was removed by the shim: its snapshots go with it.
+    let removed = !args.state_root.join("containers").join(&args.id).exists();
+    if removed && let Some(berth_root) = args.state_root.parent() {
+        match open_snapshotter(berth_root) {
+            Ok(snapshotter) => release_rootfs(&snapshotter, &args.id),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot release snapshots"),
         }
-        code
-    })
-    .await
-    .context("shim task panicked")?;
-    Ok(code)
+    }
+    code
 }
 
 /// `berth ps`.
