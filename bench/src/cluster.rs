@@ -358,10 +358,9 @@ fn keep_logs(dir: &Path, keep: &Path) {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let name = dir.file_name().map_or_else(
-        || "cluster".into(),
-        |n| n.to_string_lossy().into_owned(),
-    );
+    let name = dir
+        .file_name()
+        .map_or_else(|| "cluster".into(), |n| n.to_string_lossy().into_owned());
     let to = keep.join(format!("{name}-{stamp}"));
     let copied = std::fs::create_dir_all(&to).and_then(|()| {
         for entry in std::fs::read_dir(dir)? {

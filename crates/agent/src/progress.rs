@@ -289,7 +289,11 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(5)).await;
         let idle = Instant::now();
         pacer.turn().await;
-        assert_eq!(Instant::now(), idle, "an idle schedule does not delay a write");
+        assert_eq!(
+            Instant::now(),
+            idle,
+            "an idle schedule does not delay a write"
+        );
     }
 
     #[tokio::test]
