@@ -353,7 +353,7 @@ impl Cluster {
 }
 
 /// Copies the server's and agents' logs (`*.log` in the work directory) into `keep/<work dir name>-<unix
-/// time>/`, for reading a run's traces (`RUST_LOG=debug`) after the work directory is removed.
+/// time>/`, for reading a run's traces (`BERTH_LOG=debug`) after the work directory is removed.
 fn keep_logs(dir: &Path, keep: &Path) {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
