@@ -12,44 +12,27 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::BufReader;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use bench::cluster::{Cluster, Config, Nodes};
-use bench::fixture::{BenchRegistry, Layout, build_image, runnable_image};
-use bench::measure::{loadavg, measure, settle};
-use bench::process::leftovers;
+use bench::cluster::{BenchArgs, BenchImage, Cluster, Config, Nodes};
+use bench::fixture::Layout;
+use bench::measure::{loadavg, settle};
 use clap::Parser;
 use serde_json::{Value, json};
 
 #[derive(Parser)]
 struct Args {
-    /// The berth binary to measure (a release build)
-    #[arg(long, default_value = "target/release/berth")]
-    berth: PathBuf,
-    /// kubectl to drive the cluster with
-    #[arg(long, default_value = "/usr/bin/kubectl")]
-    kubectl: PathBuf,
-    /// Uncompressed size of the realistic image, MiB
-    #[arg(long, default_value_t = 1024)]
-    size_mib: u64,
-    /// Realistic layers (a small busybox layer is added on top to make it runnable)
-    #[arg(long, default_value_t = 8)]
-    layers: usize,
+    #[command(flatten)]
+    common: BenchArgs,
     /// Replicas of the Deployment
     #[arg(long, default_value_t = 20)]
     replicas: usize,
     /// Node counts to test (1 = the embedded agent; more = `--no-agent` plus that many `berth agent`s)
     #[arg(long, value_delimiter = ',', default_value = "1,3")]
     nodes: Vec<usize>,
-    /// Where built images are cached
-    #[arg(long, default_value = "target/bench-cache")]
-    cache: PathBuf,
-    /// Longest wait for a rollout, seconds
-    #[arg(long, default_value_t = 1200)]
-    timeout_secs: u64,
     /// Rounds (each: reference pull, then every node count uncached and cached); ratios are per round
     #[arg(long, default_value_t = 1)]
     rounds: usize,
@@ -260,33 +243,22 @@ struct Case {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    ensure!(
-        args.berth.exists(),
-        "{} not found: build it with `cargo build --release -p berth`",
-        args.berth.display()
-    );
-    let rt = tokio::runtime::Runtime::new()?;
-    let reg = rt.block_on(BenchRegistry::start("berth-bench-apply"))?;
-    let base = build_image(&args.cache, args.size_mib, args.layers)?;
-    let layout = runnable_image(&base)?;
-    let repo_name = "bench/apply";
-    let image = format!("{}/{repo_name}:{}m", reg.host_port(), args.size_mib);
-    reg.push(&layout, &image)?;
+    let bench = args.common.prepare("berth-bench-apply", "bench/apply")?;
     let load_before = loadavg();
     eprintln!("load before: {load_before}");
 
     let mut rounds = Vec::new();
     for round in 1..=args.rounds {
         eprintln!("round {round} of {}", args.rounds);
-        rounds.push(one_round(&args, &rt, &reg, &layout, repo_name, &image)?);
+        rounds.push(one_round(&args, &bench)?);
     }
     let load_after = loadavg();
 
     println!(
         "load before {load_before}, after {load_after}; image {} MiB in {} layers + busybox layer, {:.0} MiB compressed; {} round(s)",
-        args.size_mib,
-        args.layers,
-        layout.compressed as f64 / 1048576.0,
+        args.common.size_mib,
+        args.common.layers,
+        bench.layout.compressed as f64 / 1048576.0,
         args.rounds
     );
     println!();
@@ -416,53 +388,37 @@ struct Round {
     cases: Vec<Case>,
 }
 
-fn one_round(
-    args: &Args,
-    rt: &tokio::runtime::Runtime,
-    reg: &BenchRegistry,
-    layout: &Layout,
-    repo_name: &str,
-    image: &str,
-) -> anyhow::Result<Round> {
-    // Reference: one plain `berth pull` (fetch, verify, commit, unpack) into a fresh root.
-    let root = reg.work.join("pull-root");
-    let before = rt.block_on(reg.blob_downloads(repo_name));
-    settle();
-    let pull = measure(
-        Command::new(&args.berth)
-            .arg("pull")
-            .arg(image)
-            .arg("--secret")
-            .arg(&reg.secret)
-            .arg("--ca-file")
-            .arg(&reg.ca_file)
-            .arg("--root")
-            .arg(&root)
-            .stderr(Stdio::null()),
-    )
-    .context("running the reference berth pull")?;
-    let after = rt.block_on(reg.blob_downloads(repo_name));
-    let pull_dl = Downloads::of(layout, &before, &after, std::slice::from_ref(&root));
-    let left = leftovers(&root);
-    ensure!(
-        left.is_empty(),
-        "berth pull left behind: {}",
-        left.join("; ")
-    );
-    std::fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
+fn one_round(args: &Args, bench: &BenchImage) -> anyhow::Result<Round> {
+    let BenchImage {
+        rt,
+        reg,
+        layout,
+        repo,
+        image,
+    } = bench;
+    let before = rt.block_on(reg.blob_downloads(repo));
+    let (pull, pull_dl) = bench.reference_pull(&args.common.berth, |root| {
+        let after = rt.block_on(reg.blob_downloads(repo));
+        Ok(Downloads::of(
+            layout,
+            &before,
+            &after,
+            &[root.to_path_buf()],
+        ))
+    })?;
     eprintln!(
         "berth pull: {:.2} s; {}",
         pull.wall.as_secs_f64(),
         pull_dl.describe(1)
     );
 
-    let timeout = Duration::from_secs(args.timeout_secs);
+    let timeout = args.common.timeout();
     let mut cases = Vec::new();
     for &nodes in &args.nodes {
         let dir = reg.work.join(format!("cluster-{nodes}"));
         let mut cluster = Cluster::start(Config {
-            berth: args.berth.clone(),
-            kubectl: args.kubectl.clone(),
+            berth: args.common.berth.clone(),
+            kubectl: args.common.kubectl.clone(),
             dir,
             nodes: if nodes == 1 {
                 Nodes::Embedded
@@ -480,7 +436,7 @@ fn one_round(
                 } else {
                     "bench-uncached"
                 };
-                let before = rt.block_on(reg.blob_downloads(repo_name));
+                let before = rt.block_on(reg.blob_downloads(repo));
                 eprintln!(
                     "{nodes} node(s), {}: applying (load {})",
                     if cached { "cached" } else { "uncached" },
@@ -495,7 +451,7 @@ fn one_round(
                 } else {
                     longest_pull(&cluster)?
                 };
-                let after = rt.block_on(reg.blob_downloads(repo_name));
+                let after = rt.block_on(reg.blob_downloads(repo));
                 let downloads =
                     Downloads::of(layout, &before, &after, cluster.roots()).describe(nodes);
                 eprintln!(

@@ -16,8 +16,110 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
 
-use crate::fixture::BenchRegistry;
+use crate::fixture::{BenchRegistry, Layout, build_image, runnable_image};
+use crate::measure::{Run, measure, settle};
 use crate::process::{Proc, free_port, leftovers, mentions, tail};
+
+/// The command-line options of every cluster benchmark (bench-apply, bench-fleet; `#[command(flatten)]`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct BenchArgs {
+    /// The berth binary to measure (a release build)
+    #[arg(long, default_value = "target/release/berth")]
+    pub berth: PathBuf,
+    /// kubectl to drive the cluster with
+    #[arg(long, default_value = "/usr/bin/kubectl")]
+    pub kubectl: PathBuf,
+    /// Uncompressed size of the realistic image, MiB
+    #[arg(long, default_value_t = 1024)]
+    pub size_mib: u64,
+    /// Realistic layers (a small busybox layer is added on top to make it runnable)
+    #[arg(long, default_value_t = 8)]
+    pub layers: usize,
+    /// Where built images are cached
+    #[arg(long, default_value = "target/bench-cache")]
+    pub cache: PathBuf,
+    /// Longest wait for a rollout, seconds
+    #[arg(long, default_value_t = 1200)]
+    pub timeout_secs: u64,
+}
+
+/// The benchmark registry with the runnable image pushed to it.
+pub struct BenchImage {
+    /// The runtime the registry's async helpers run on.
+    pub rt: tokio::runtime::Runtime,
+    pub reg: BenchRegistry,
+    pub layout: Layout,
+    /// The repository, e.g. `bench/apply`.
+    pub repo: String,
+    /// `<registry>/<repo>:<size>m`.
+    pub image: String,
+}
+
+impl BenchArgs {
+    /// Checks the berth binary, starts the registry (its work directory named after `prefix`), builds (or
+    /// takes from the cache) the realistic image plus its busybox layer and pushes it as `repo`.
+    pub fn prepare(&self, prefix: &str, repo: &str) -> anyhow::Result<BenchImage> {
+        ensure!(
+            self.berth.exists(),
+            "{} not found: build it with `cargo build --release -p berth`",
+            self.berth.display()
+        );
+        let rt = tokio::runtime::Runtime::new()?;
+        let reg = rt.block_on(BenchRegistry::start(prefix))?;
+        let base = build_image(&self.cache, self.size_mib, self.layers)?;
+        let layout = runnable_image(&base)?;
+        let image = format!("{}/{repo}:{}m", reg.host_port(), self.size_mib);
+        reg.push(&layout, &image)?;
+        Ok(BenchImage {
+            rt,
+            reg,
+            layout,
+            repo: repo.to_string(),
+            image,
+        })
+    }
+
+    /// The longest wait for a rollout.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+}
+
+impl BenchImage {
+    /// The reference the rollouts are compared with: one plain `berth pull` (fetch, verify, commit, unpack)
+    /// into a fresh root after a `sync`, timed; then `inspect` looks at the root, the pull is checked for
+    /// leftover mounts and processes, and the root is removed.
+    pub fn reference_pull<T>(
+        &self,
+        berth: &Path,
+        inspect: impl FnOnce(&Path) -> anyhow::Result<T>,
+    ) -> anyhow::Result<(Run, T)> {
+        let root = self.reg.work.join("pull-root");
+        settle();
+        let pull = measure(
+            Command::new(berth)
+                .arg("pull")
+                .arg(&self.image)
+                .arg("--secret")
+                .arg(&self.reg.secret)
+                .arg("--ca-file")
+                .arg(&self.reg.ca_file)
+                .arg("--root")
+                .arg(&root)
+                .stderr(Stdio::null()),
+        )
+        .context("running the reference berth pull")?;
+        let seen = inspect(&root)?;
+        let left = leftovers(&root);
+        ensure!(
+            left.is_empty(),
+            "berth pull left behind: {}",
+            left.join("; ")
+        );
+        std::fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
+        Ok((pull, seen))
+    }
+}
 
 /// Which processes run the cluster's nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,43 +12,25 @@
 //! and checks its work directory for leftovers before removing it.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use bench::cluster::{Cluster, Config, Nodes};
-use bench::fixture::{BenchRegistry, Layout, build_image, runnable_image};
-use bench::measure::{loadavg, measure, settle};
+use bench::cluster::{BenchArgs, BenchImage, Cluster, Config, Nodes};
+use bench::fixture::Layout;
+use bench::measure::{loadavg, settle};
 use clap::Parser;
 use serde_json::Value;
 
 #[derive(Parser)]
 struct Args {
-    /// The berth binary to measure (a release build)
-    #[arg(long, default_value = "target/release/berth")]
-    berth: PathBuf,
-    /// kubectl to drive the cluster with
-    #[arg(long, default_value = "/usr/bin/kubectl")]
-    kubectl: PathBuf,
-    /// Uncompressed size of the realistic image, MiB
-    #[arg(long, default_value_t = 1024)]
-    size_mib: u64,
-    /// Realistic layers (a small busybox layer is added on top to make it runnable)
-    #[arg(long, default_value_t = 8)]
-    layers: usize,
+    #[command(flatten)]
+    common: BenchArgs,
     /// Agents in the fleet (one replica each)
     #[arg(long, default_value_t = 10)]
     nodes: usize,
     /// Also run the fleet with `--no-peer-blobs` (every node from the registry) for comparison
     #[arg(long)]
     without_peers: bool,
-    /// Where built images are cached
-    #[arg(long, default_value = "target/bench-cache")]
-    cache: PathBuf,
-    /// Longest wait for the rollout, seconds
-    #[arg(long, default_value_t = 1200)]
-    timeout_secs: u64,
 }
 
 /// Applies the Deployment `fleet` of one replica per node and returns the time until all are Running (polled
@@ -116,20 +98,16 @@ fn egress(
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    ensure!(
-        args.berth.exists(),
-        "{} not found: build it with `cargo build --release -p berth`",
-        args.berth.display()
-    );
     ensure!(args.nodes >= 2, "a fleet needs at least 2 nodes");
-    let rt = tokio::runtime::Runtime::new()?;
-    let reg = rt.block_on(BenchRegistry::start("berth-bench-fleet"))?;
-    let base = build_image(&args.cache, args.size_mib, args.layers)?;
-    let layout = runnable_image(&base)?;
-    let repo_name = "bench/fleet";
-    let image = format!("{}/{repo_name}:{}m", reg.host_port(), args.size_mib);
-    reg.push(&layout, &image)?;
-    let sizes = blob_sizes(&layout)?;
+    let bench = args.common.prepare("berth-bench-fleet", "bench/fleet")?;
+    let BenchImage {
+        rt,
+        reg,
+        layout,
+        repo,
+        image,
+    } = &bench;
+    let sizes = blob_sizes(layout)?;
     let image_bytes: u64 = sizes
         .iter()
         .filter(|(d, _)| **d != layout.manifest)
@@ -137,23 +115,7 @@ fn main() -> anyhow::Result<()> {
         .sum();
     eprintln!("load before: {}", loadavg());
 
-    // Reference: one plain `berth pull` (fetch, verify, commit, unpack) into a fresh root.
-    let root = reg.work.join("pull-root");
-    settle();
-    let pull = measure(
-        Command::new(&args.berth)
-            .arg("pull")
-            .arg(&image)
-            .arg("--secret")
-            .arg(&reg.secret)
-            .arg("--ca-file")
-            .arg(&reg.ca_file)
-            .arg("--root")
-            .arg(&root)
-            .stderr(Stdio::null()),
-    )
-    .context("running the reference berth pull")?;
-    std::fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
+    let (pull, ()) = bench.reference_pull(&args.common.berth, |_| Ok(()))?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // Every node verifies, decompresses and unpacks the whole image itself: on one machine the fleet cannot
     // finish before the nodes' summed CPU time has run on its cores, whatever the network does.
@@ -182,8 +144,8 @@ fn main() -> anyhow::Result<()> {
             .work
             .join(format!("fleet-{}", if peers { "p2p" } else { "registry" }));
         let mut fleet = Cluster::start(Config {
-            berth: args.berth.clone(),
-            kubectl: args.kubectl.clone(),
+            berth: args.common.berth.clone(),
+            kubectl: args.common.kubectl.clone(),
             dir,
             nodes: Nodes::Agents(args.nodes),
             node_prefix: "fleet-node".into(),
@@ -193,12 +155,12 @@ fn main() -> anyhow::Result<()> {
                 vec!["--no-peer-blobs".into()]
             },
         })?;
-        let before = rt.block_on(reg.blob_downloads(repo_name));
-        let outcome = fleet.prepare(&reg).and_then(|_| {
+        let before = rt.block_on(reg.blob_downloads(repo));
+        let outcome = fleet.prepare(reg).and_then(|_| {
             settle();
-            rollout(&mut fleet, &image, Duration::from_secs(args.timeout_secs))
+            rollout(&mut fleet, image, args.common.timeout())
         });
-        let after = rt.block_on(reg.blob_downloads(repo_name));
+        let after = rt.block_on(reg.blob_downloads(repo));
         let stopped = fleet.shutdown();
         let (wall, per_node) = outcome?;
         stopped?;
