@@ -390,15 +390,11 @@ struct Round {
 
 fn one_round(args: &Args, bench: &BenchImage) -> anyhow::Result<Round> {
     let BenchImage {
-        rt,
-        reg,
-        layout,
-        repo,
-        image,
+        reg, layout, image, ..
     } = bench;
-    let before = rt.block_on(reg.blob_downloads(repo));
+    let before = bench.blob_downloads();
     let (pull, pull_dl) = bench.reference_pull(&args.common.berth, |root| {
-        let after = rt.block_on(reg.blob_downloads(repo));
+        let after = bench.blob_downloads();
         Ok(Downloads::of(
             layout,
             &before,
@@ -436,7 +432,7 @@ fn one_round(args: &Args, bench: &BenchImage) -> anyhow::Result<Round> {
                 } else {
                     "bench-uncached"
                 };
-                let before = rt.block_on(reg.blob_downloads(repo));
+                let before = bench.blob_downloads();
                 eprintln!(
                     "{nodes} node(s), {}: applying (load {})",
                     if cached { "cached" } else { "uncached" },
@@ -451,7 +447,7 @@ fn one_round(args: &Args, bench: &BenchImage) -> anyhow::Result<Round> {
                 } else {
                     longest_pull(&cluster)?
                 };
-                let after = rt.block_on(reg.blob_downloads(repo));
+                let after = bench.blob_downloads();
                 let downloads =
                     Downloads::of(layout, &before, &after, cluster.roots()).describe(nodes);
                 eprintln!(

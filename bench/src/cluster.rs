@@ -86,6 +86,11 @@ impl BenchArgs {
 }
 
 impl BenchImage {
+    /// 2xx blob GETs of the image's repository in the registry's access log so far, per blob path.
+    pub fn blob_downloads(&self) -> std::collections::BTreeMap<String, usize> {
+        self.rt.block_on(self.reg.blob_downloads(&self.repo))
+    }
+
     /// The reference the rollouts are compared with: one plain `berth pull` (fetch, verify, commit, unpack)
     /// into a fresh root after a `sync`, timed; then `inspect` looks at the root, the pull is checked for
     /// leftover mounts and processes, and the root is removed.

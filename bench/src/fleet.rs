@@ -101,11 +101,7 @@ fn main() -> anyhow::Result<()> {
     ensure!(args.nodes >= 2, "a fleet needs at least 2 nodes");
     let bench = args.common.prepare("berth-bench-fleet", "bench/fleet")?;
     let BenchImage {
-        rt,
-        reg,
-        layout,
-        repo,
-        image,
+        reg, layout, image, ..
     } = &bench;
     let sizes = blob_sizes(layout)?;
     let image_bytes: u64 = sizes
@@ -155,12 +151,12 @@ fn main() -> anyhow::Result<()> {
                 vec!["--no-peer-blobs".into()]
             },
         })?;
-        let before = rt.block_on(reg.blob_downloads(repo));
+        let before = bench.blob_downloads();
         let outcome = fleet.prepare(reg).and_then(|_| {
             settle();
             rollout(&mut fleet, image, args.common.timeout())
         });
-        let after = rt.block_on(reg.blob_downloads(repo));
+        let after = bench.blob_downloads();
         let stopped = fleet.shutdown();
         let (wall, per_node) = outcome?;
         stopped?;

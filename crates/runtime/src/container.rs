@@ -468,11 +468,10 @@ impl Runtime {
         }
     }
 
-    /// Start a created container detached: `shim` is spawned (`program args... <root> <id> <runc>`, the
-    /// shim runs this runtime's runc),
-    /// creates and starts the container with its stdout/stderr on pipes it copies into the log
-    /// file, reports back, and keeps running after the caller exits to record the exit (and
-    /// remove an `auto_remove` container). Returns once the container runs.
+    /// Start a created container detached: `shim` is spawned (`program args... <root> <id> <runc>`:
+    /// it runs this runtime's runc), creates and starts the container with its stdout/stderr on pipes
+    /// it copies into the log file, reports back, and keeps running after the caller exits to record
+    /// the exit (and remove an `auto_remove` container). Returns once the container runs.
     pub fn start_detached(&self, key: &str, shim: &ShimCommand) -> Result<ContainerState> {
         let st = self.take_for_start(key, Attach::Detached)?;
         let dir = self.layout.dir(&st.id);
