@@ -107,16 +107,29 @@ impl HelperRunner {
             program: program.clone(),
             config: config.into(),
         })?;
-        let mut child = Command::new(&path)
-            .arg("get")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| HelperError::Spawn {
-                program: program.clone(),
-                source,
-            })?;
+        // ETXTBSY: a helper just written (by an installer, or another thread whose fork still holds the
+        // write descriptor until its exec) cannot be executed for a moment; retry briefly.
+        let mut attempts = 0;
+        let mut child = loop {
+            match Command::new(&path)
+                .arg("get")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+            {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 20 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                spawned => {
+                    break spawned.map_err(|source| HelperError::Spawn {
+                        program: program.clone(),
+                        source,
+                    })?;
+                }
+            }
+        };
         if let Some(mut stdin) = child.stdin.take() {
             // A helper that exits without reading stdin is judged by its exit status below.
             let _ = stdin.write_all(server_url.as_bytes());
